@@ -1,0 +1,33 @@
+# keyauthz developer tasks. `make help` lists them.
+SHELL := /bin/bash
+GO ?= go
+
+.PHONY: help run build test test-go test-rego vet fuzz bench bundle
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+run: ## run the service on its embedded defaults (./data, built-in policy, 127.0.0.1:8080)
+	$(GO) run ./cmd/keyauthz serve
+
+build: ## build the keyauthz binary into ./keyauthz
+	$(GO) build -o keyauthz ./cmd/keyauthz
+
+test: vet test-go test-rego ## everything CI runs: vet, Go tests (race on), opa check and opa test
+
+vet: ## go vet and gofmt
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+test-go: ## go test with the race detector (every package of ours runs goroutines or tests them)
+	$(GO) test -race -count=1 ./...
+
+test-rego: ## opa check --strict and opa test on the policy
+	$(GO) tool opa check --strict policies/ policy_test/
+	$(GO) tool opa test -v policies/ policy_test/
+
+fuzz: ## run each fuzz target for 30s
+	$(GO) test -run XXX -fuzz FuzzNormalizePath -fuzztime 30s ./internal/opa/
+	$(GO) test -run XXX -fuzz FuzzParseKey -fuzztime 30s ./internal/keys/
+
+bench: ## benchmarks with allocations
+	$(GO) test -run XXX -bench . -benchmem ./...

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testServer is a keyauthz serve running in-process on a loopback port with a real Badger
+// folder, as a user would run it. Shared by every end-to-end test of this package.
+type testServer struct {
+	URL      string // http://127.0.0.1:PORT
+	DataDir  string
+	AdminKey string // the bootstrap key
+	Stderr   *syncBuffer
+	Stdout   *syncBuffer
+	cancel   context.CancelFunc
+	done     chan error
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's writes and the test's reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startServer runs `keyauthz serve --addr 127.0.0.1:0 --data-dir DIR extra...` in-process and
+// waits until it listens. dataDir "" means a new t.TempDir(). The server stops at test cleanup.
+func startServer(t *testing.T, dataDir string, extra ...string) *testServer {
+	t.Helper()
+	if dataDir == "" {
+		dataDir = t.TempDir()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	ts := &testServer{DataDir: dataDir, Stderr: &syncBuffer{}, Stdout: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir}, extra...)
+	go func() {
+		err := run(ctx, args, func(string) string { return "" }, io.MultiWriter(pw, ts.Stdout), ts.Stderr)
+		pw.CloseWithError(io.EOF)
+		ts.done <- err
+	}()
+	ts.URL = waitListening(t, pr, ts.Stderr)
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	t.Cleanup(func() { ts.Stop(t) })
+	if key, err := os.ReadFile(filepath.Join(dataDir, "bootstrap.key")); err == nil {
+		ts.AdminKey = strings.TrimSpace(string(key))
+	}
+	return ts
+}
+
+// waitListening reads the server's stdout until its "listening on" line and returns the URL.
+func waitListening(t *testing.T, r io.Reader, stderr *syncBuffer) string {
+	t.Helper()
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			if _, url, ok := strings.Cut(sc.Text(), "listening on "); ok {
+				found <- url
+				return
+			}
+		}
+		close(found)
+	}()
+	select {
+	case url, ok := <-found:
+		if !ok {
+			t.Fatalf("server exited before listening; stderr:\n%s", stderr.String())
+		}
+		return url
+	case <-time.After(60 * time.Second):
+		t.Fatalf("server did not listen within 60s; stderr:\n%s", stderr)
+	}
+	return ""
+}
+
+// Stop cancels the server's context (as SIGTERM does) and waits for run to return.
+func (ts *testServer) Stop(t *testing.T) {
+	t.Helper()
+	if ts.cancel == nil {
+		return
+	}
+	ts.cancel()
+	ts.cancel = nil
+	select {
+	case err := <-ts.done:
+		if err != nil {
+			t.Errorf("server stopped with error: %v\nstderr:\n%s", err, ts.Stderr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("server did not stop within 30s")
+	}
+}
+
+// do sends a request with an optional JSON body and the X-API-Key header (when key != "") and
+// returns the status, the body and the response headers.
+func (ts *testServer) do(t *testing.T, method, path, key string, body any) (int, []byte, http.Header) {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		buf, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(buf)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), method, ts.URL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("X-API-Key", key)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, out, resp.Header
+}
+
+// buildBinary builds keyauthz once per test binary run, for tests that need a separate process
+// (kill -9, signals).
+var buildBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "keyauthz-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "keyauthz")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", &buildError{out: string(out), err: err}
+	}
+	return bin, nil
+})
+
+type buildError struct {
+	out string
+	err error
+}
+
+func (e *buildError) Error() string { return e.err.Error() + ": " + e.out }

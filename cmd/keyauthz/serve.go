@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/bundle"
+
+	"github.com/keyauthz/keyauthz/internal/keys"
+	"github.com/keyauthz/keyauthz/internal/server"
+)
+
+// Config is the configuration of keyauthz serve. Every flag has an environment variable
+// KEYAUTHZ_<NAME> (upper case, "-" as "_"); a flag given on the command line wins.
+type Config struct {
+	Addr            string
+	DataDir         string
+	PolicyDir       string
+	Bundle          string
+	VerificationKey string
+	BootstrapDomain string
+	LogLevel        string
+	DecisionLog     string
+	ShutdownTimeout time.Duration
+	Check           bool
+}
+
+// DefaultConfig is the embedded default: loopback, ./data, the built-in policy.
+func DefaultConfig() Config {
+	return Config{
+		Addr:            "127.0.0.1:8080",
+		DataDir:         "./data",
+		BootstrapDomain: "localhost",
+		LogLevel:        "info",
+		ShutdownTimeout: 10 * time.Second,
+	}
+}
+
+func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	cfg := DefaultConfig()
+	fs := flag.NewFlagSet("keyauthz serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address (host:port)")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "Badger data folder (created if missing)")
+	fs.StringVar(&cfg.PolicyDir, "policy-dir", "", "load the policy from this folder of .rego and data files instead of the built-in one")
+	fs.StringVar(&cfg.Bundle, "bundle", "", "load the policy from this OPA bundle (.tar.gz or folder), reloaded when it changes")
+	fs.StringVar(&cfg.VerificationKey, "verification-key", "", "PEM public key (or HMAC secret file) that bundles must be signed with")
+	fs.StringVar(&cfg.BootstrapDomain, "bootstrap-domain", cfg.BootstrapDomain, "host of the domain created on first start")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&cfg.DecisionLog, "decision-log", "", "write one JSON line per decision to this file (\"-\" for stdout)")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may take to finish on shutdown")
+	fs.BoolVar(&cfg.Check, "check", false, "validate the configuration and the policy, then exit")
+	// Environment first, so that flags given on the command line override it.
+	var envErrs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "KEYAUTHZ_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" {
+			if err := f.Value.Set(v); err != nil {
+				envErrs = append(envErrs, fmt.Errorf("%s=%q: %w", name, v, err))
+			}
+		}
+	})
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		envErrs = append(envErrs, fmt.Errorf("unexpected arguments: %q", fs.Args()))
+	}
+	return cfg, errors.Join(append(envErrs, cfg.Validate()...)...)
+}
+
+// Validate reports every problem of cfg at once.
+func (cfg Config) Validate() []error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("--addr %q: %w", cfg.Addr, err))
+	}
+	if cfg.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir must not be empty"))
+	}
+	if cfg.PolicyDir != "" && cfg.Bundle != "" {
+		errs = append(errs, errors.New("--policy-dir and --bundle are exclusive: give one"))
+	}
+	if cfg.VerificationKey != "" && cfg.Bundle == "" {
+		errs = append(errs, errors.New("--verification-key needs --bundle"))
+	}
+	if _, ok := keys.NormalizeHost(cfg.BootstrapDomain); !ok {
+		errs = append(errs, fmt.Errorf("--bootstrap-domain %q is not a host name", cfg.BootstrapDomain))
+	}
+	if _, err := parseLevel(cfg.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("--shutdown-timeout must be positive"))
+	}
+	return errs
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseServeFlags(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	level, _ := parseLevel(cfg.LogLevel)
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	policy, err := newPolicyLoader(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer policy.Close()
+	if cfg.Check {
+		fmt.Fprintf(stdout, "configuration and policy (revision %s) are valid\n", policy.engine.Revision())
+		return nil
+	}
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	store, err := keys.Open(cfg.DataDir, keys.WithLogger(logger))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			logger.Error("closing the store", "err", err)
+		}
+	}()
+	if err := bootstrap(ctx, store, cfg, logger); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+
+	var decisionLog *server.DecisionLogger
+	if cfg.DecisionLog != "" {
+		w, closeLog, err := openDecisionLog(cfg.DecisionLog, stdout)
+		if err != nil {
+			return err
+		}
+		defer closeLog()
+		decisionLog = server.NewDecisionLogger(w)
+	}
+
+	handler := server.New(server.Deps{
+		Logger:      logger,
+		Store:       store,
+		Engine:      policy.engine,
+		Health:      policy.Health,
+		Scopes:      policy.Scopes,
+		Version:     version(),
+		DecisionLog: decisionLog,
+	})
+
+	// Bind first, so that a busy port is an error here and not a log line later.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	fmt.Fprintf(stdout, "keyauthz listening on http://%s\n", ln.Addr())
+	logger.Info("listening", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "policy_revision", policy.engine.Revision())
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down: finishing in-flight requests")
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+func openDecisionLog(path string, stdout io.Writer) (io.Writer, func(), error) {
+	if path == "-" {
+		return stdout, func() {}, nil
+	}
+	f, err := os.OpenFile(filepath.Clean(path), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("decision log: %w", err)
+	}
+	return f, func() { _ = f.Close() }, nil
+}
+
+// scopeNames lists the scopes a policy's route table names, plus public and guest, sorted.
+func scopeNames(b *bundle.Bundle) []string {
+	set := map[string]bool{"public": true, "guest": true}
+	table, _ := dig(b.Data, "keyauthz", "routes", "table").([]any)
+	for _, r := range table {
+		route, _ := r.(map[string]any)
+		list, _ := route["scopes"].([]any)
+		for _, s := range list {
+			if name, ok := s.(string); ok {
+				set[name] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(set))
+	for s := range set {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func dig(v any, path ...string) any {
+	for _, p := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[p]
+	}
+	return v
+}

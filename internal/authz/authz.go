@@ -1,0 +1,229 @@
+// Package authz is keyauthz's one credential path: it takes a request (from the admin API, the
+// Data API decision endpoint or forward-auth), extracts the API key as design §3 says,
+// authenticates it against the key store, builds the typed policy input and asks the policy.
+// Every endpoint goes through Authorize, so they can never disagree.
+package authz
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/keyauthz/keyauthz/internal/keys"
+	"github.com/keyauthz/keyauthz/internal/opa"
+)
+
+// Messages of the denials that Go decides (authentication); the policy decides the rest.
+const (
+	MsgUnknownKey = "unknown X-API-Key"
+	MsgExpiredKey = "API key has expired"
+	MsgInternal   = "internal error"
+)
+
+// Credential sources, in the order they are tried (design §3).
+const (
+	SourceHeader = "header"
+	SourceQuery  = "query"
+	SourceCookie = "cookie"
+)
+
+// KeyParam is the name of the URL parameter and of the cookie that may carry the key.
+const KeyParam = "api-key"
+
+// Store is what Authorize needs of the key store.
+type Store interface {
+	// Authenticate verifies a presented key; it returns keys.ErrUnknownKey or
+	// keys.ErrExpiredKey for a key that must be refused.
+	Authenticate(ctx context.Context, plaintext string, now time.Time) (*keys.AuthResult, error)
+	// DomainByHost returns the domain whose host is host, or an ENOTFOUND error.
+	DomainByHost(ctx context.Context, host string) (*keys.Domain, error)
+}
+
+// Engine is what Authorize needs of the policy engine: a decision that is a deny on any fault.
+type Engine interface {
+	Decide(ctx context.Context, in *opa.Input) opa.Decision
+}
+
+// Request is the request to judge, as it reached keyauthz or as a gateway described it.
+type Request struct {
+	Method string
+	// URI is the path as received, optionally with a query ("/a/b?c=d").
+	URI string
+	// Host is the Host header (or the gateway's forwarded host); a port is ignored.
+	Host string
+	// Header holds the request headers, canonical names (http.Header); the key is read from
+	// X-API-Key and the Cookie header, the protocol from Upgrade.
+	Header http.Header
+	// Protocol, when "http" or "websocket", overrides the protocol read from Upgrade.
+	Protocol string
+}
+
+// Result is the outcome of Authorize: the decision and who the caller is.
+type Result struct {
+	Decision opa.Decision
+	// Input is what the policy saw; it holds no key material (api-key is removed from the query).
+	Input opa.Input
+	// Key, User and Domain are set for a valid, unexpired key (Domain is the key's own).
+	Key  *keys.APIKey
+	User *keys.User
+	// KeyID is the id part of a presented key even when it was refused, for logs ("" if none).
+	KeyID string
+}
+
+// Authorizer is the credential path. Its fields are set once; it is safe for concurrent use.
+type Authorizer struct {
+	Store  Store
+	Engine Engine
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Authorize judges r. It never allows on an error: every failure is a deny with its status.
+func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
+	rawPath, query := opa.SplitURI(r.URI)
+	cred, source, present := Credential(r.Header, query)
+	delete(query, KeyParam)
+	in := opa.Input{Request: opa.Request{
+		Method:   strings.ToUpper(r.Method),
+		Path:     opa.NormalizePath(rawPath),
+		Host:     Hostname(r.Host),
+		Protocol: protocol(r),
+		Query:    query,
+	}}
+	res := Result{}
+	if present {
+		res.KeyID = KeyID(cred)
+		auth, err := a.Store.Authenticate(ctx, cred, a.now())
+		if err != nil {
+			res.Input = in
+			res.Decision = a.authnDenial(err, res.KeyID)
+			return res
+		}
+		res.Key, res.User = auth.Key, auth.User
+		in.Key = &opa.Key{
+			ID:          auth.Key.ID,
+			AuthorityID: auth.Key.AuthorityID,
+			Scopes:      auth.Key.Scopes,
+			Permissions: string(auth.Key.Permissions),
+			Source:      source,
+		}
+		in.User = &opa.User{
+			ID:          auth.User.ID,
+			AuthorityID: auth.User.AuthorityID,
+			Name:        auth.User.Name,
+			Email:       auth.User.Email,
+			SysAdmin:    auth.User.SysAdmin,
+			Support:     auth.User.Support,
+			Groups:      auth.User.Groups,
+		}
+	}
+	if in.Request.Host != "" {
+		d, err := a.Store.DomainByHost(ctx, in.Request.Host)
+		switch {
+		case err == nil:
+			in.Domain = &opa.Domain{ID: d.ID, Name: d.Name, Domain: d.Domain}
+		case keys.ErrorCode(err) != keys.ENOTFOUND:
+			a.logger().ErrorContext(ctx, "domain lookup failed", "host", in.Request.Host, "err", err)
+			res.Input = in
+			res.Decision = opa.Decision{Status: http.StatusInternalServerError, Message: MsgInternal}
+			return res
+		}
+	}
+	res.Input = in
+	res.Decision = a.Engine.Decide(ctx, &in)
+	return res
+}
+
+func (a *Authorizer) authnDenial(err error, keyID string) opa.Decision {
+	switch {
+	case errors.Is(err, keys.ErrExpiredKey):
+		return opa.Decision{Status: http.StatusUnauthorized, Message: MsgExpiredKey}
+	case errors.Is(err, keys.ErrUnknownKey):
+		return opa.Decision{Status: http.StatusUnauthorized, Message: MsgUnknownKey}
+	default:
+		// A store fault must not reveal itself as a different status to a prober, but it must
+		// not become an allow either: log it and deny.
+		a.logger().Error("key lookup failed", "key_id", keyID, "err", err)
+		return opa.Decision{Status: http.StatusInternalServerError, Message: MsgInternal}
+	}
+}
+
+func (a *Authorizer) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+func (a *Authorizer) logger() *slog.Logger {
+	if a.Logger != nil {
+		return a.Logger
+	}
+	return slog.Default()
+}
+
+// Credential returns the presented key and where it came from: the X-API-Key header (any case,
+// an empty value counts), else the api-key URL parameter, else the api-key cookie.
+func Credential(h http.Header, query url.Values) (key, source string, present bool) {
+	if v, ok := h["X-Api-Key"]; ok {
+		if len(v) == 0 {
+			return "", SourceHeader, true
+		}
+		return v[0], SourceHeader, true
+	}
+	if v, ok := query[KeyParam]; ok {
+		if len(v) == 0 {
+			return "", SourceQuery, true
+		}
+		return v[0], SourceQuery, true
+	}
+	if _, ok := h["Cookie"]; ok {
+		if c, err := (&http.Request{Header: h}).Cookie(KeyParam); err == nil {
+			return c.Value, SourceCookie, true
+		}
+	}
+	return "", "", false
+}
+
+// KeyID is the id part of a presented key, for logs: the text before the first "." when it has
+// the shape of an id (32 hex characters), else "".
+func KeyID(cred string) string {
+	id, _, ok := strings.Cut(cred, ".")
+	if !ok || len(id) != 32 {
+		return ""
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return ""
+		}
+	}
+	return id
+}
+
+// Hostname is host lower-cased, without a port (IPv6 brackets removed).
+func Hostname(host string) string {
+	return strings.ToLower((&url.URL{Host: host}).Hostname())
+}
+
+func protocol(r Request) string {
+	if r.Protocol == "http" || r.Protocol == "websocket" {
+		return r.Protocol
+	}
+	return Protocol(r.Header)
+}
+
+// Protocol is "websocket" for a websocket upgrade, else "http".
+func Protocol(h http.Header) string {
+	for _, v := range h.Values("Upgrade") {
+		if strings.EqualFold(strings.TrimSpace(v), "websocket") {
+			return "websocket"
+		}
+	}
+	return "http"
+}

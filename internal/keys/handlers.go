@@ -1,0 +1,420 @@
+package keys
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+)
+
+// The admin API's Gin handlers (design §6). Each is a maker taking its dependencies; routes are
+// mapped in one place, internal/server/routes.go, behind the policy's authorization. Request
+// and response types are local to this file.
+
+// keyResponse is a key as the API shows it: x_api_key is the plaintext on create, else null.
+type keyResponse struct {
+	*APIKey
+	XAPIKey *string `json:"x_api_key"`
+}
+
+type createKeyRequest struct {
+	Name        string     `json:"name"`
+	Description string     `json:"description"`
+	Scopes      []string   `json:"scopes"`
+	UserID      string     `json:"user_id"`
+	Permissions Permission `json:"permissions"`
+	ExpiresAt   *int64     `json:"expires_at"`
+}
+
+type updateKeyRequest struct {
+	Name        *string       `json:"name"`
+	Description *string       `json:"description"`
+	Scopes      *[]string     `json:"scopes"`
+	Permissions *Permission   `json:"permissions"`
+	ExpiresAt   NullableInt64 `json:"expires_at"`
+}
+
+// maxListLimit caps ?limit=, as PlaceOS clamps it to 0-10000.
+const maxListLimit = 10000
+
+// HandleListKeys lists keys: ?authority_id= (one domain), ?q= (name or description), ?limit=
+// (default 100) and ?offset=, with X-Total-Count, Content-Range and Link (rel="next") headers.
+func HandleListKeys(s *Store) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		limit, err := queryInt(c, "limit", 100)
+		if err != nil {
+			WriteError(c, err)
+			return
+		}
+		offset, err := queryInt(c, "offset", 0)
+		if err != nil {
+			WriteError(c, err)
+			return
+		}
+		limit = min(limit, maxListLimit)
+		f := KeyFilter{AuthorityID: c.Query("authority_id"), Q: c.Query("q"), Limit: limit, Offset: offset}
+		list := []*APIKey{}
+		total := 0
+		if limit > 0 {
+			if list, total, err = s.ListKeys(c.Request.Context(), f); err != nil {
+				WriteError(c, err)
+				return
+			}
+		} else if _, total, err = s.ListKeys(c.Request.Context(), KeyFilter{AuthorityID: f.AuthorityID, Q: f.Q, Limit: 1}); err != nil {
+			WriteError(c, err)
+			return
+		}
+		setPageHeaders(c, "api_key", offset, len(list), total, limit)
+		out := make([]keyResponse, len(list))
+		for i, k := range list {
+			out[i] = keyResponse{APIKey: k}
+		}
+		c.JSON(http.StatusOK, out)
+	}
+}
+
+// setPageHeaders sets X-Total-Count, Content-Range ("api_key 0-9/42") and, when more follow,
+// Link with rel="next".
+func setPageHeaders(c *gin.Context, unit string, offset, n, total, limit int) {
+	c.Header("X-Total-Count", strconv.Itoa(total))
+	if n > 0 {
+		c.Header("Content-Range", fmt.Sprintf("%s %d-%d/%d", unit, offset, offset+n-1, total))
+	} else {
+		c.Header("Content-Range", fmt.Sprintf("%s */%d", unit, total))
+	}
+	if next := offset + n; n > 0 && next < total {
+		q := url.Values{}
+		for k, v := range c.Request.URL.Query() {
+			q[k] = v
+		}
+		q.Set("offset", strconv.Itoa(next))
+		q.Set("limit", strconv.Itoa(limit))
+		c.Header("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, c.Request.URL.Path, q.Encode()))
+	}
+}
+
+func queryInt(c *gin.Context, name string, def int) (int, error) {
+	v, ok := c.GetQuery(name)
+	if !ok || v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, Errorf(EINVALID, "query parameter %s must be a non-negative integer, got %q", name, v)
+	}
+	return n, nil
+}
+
+// HandleCreateKey creates a key: 201 with the key and its plaintext in x_api_key, shown once.
+func HandleCreateKey(s *Store) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var req createKeyRequest
+		if err := BindJSON(c, &req); err != nil {
+			WriteError(c, err)
+			return
+		}
+		k := &APIKey{
+			Name: req.Name, Description: req.Description, Scopes: req.Scopes, UserID: req.UserID,
+			Permissions: req.Permissions, ExpiresAt: req.ExpiresAt,
+		}
+		plaintext, err := s.CreateKey(c.Request.Context(), k)
+		if err != nil {
+			WriteError(c, err)
+			return
+		}
+		shown := string(plaintext)
+		c.JSON(http.StatusCreated, keyResponse{APIKey: k, XAPIKey: &shown})
+	}
+}
+
+// HandleShowKey shows one key (x_api_key null), or 404.
+func HandleShowKey(s *Store) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		k, err := s.GetKey(c.Request.Context(), c.Param("id"))
+		if err != nil {
+			WriteError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, keyResponse{APIKey: k})
+	}
+}
+
+// HandleUpdateKey changes the fields given (PATCH and PUT alike, as PlaceOS): name,
+// description, scopes, permissions, expires_at (null: never expires).
+func HandleUpdateKey(s *Store) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var req updateKeyRequest
+		if err := BindJSON(c, &req); err != nil {
+			WriteError(c, err)
+			return
+		}
+		k, err := s.UpdateKey(c.Request.Context(), c.Param("id"), KeyUpdate{
+			Name: req.Name, Description: req.Description, Scopes: req.Scopes,
+			Permissions: req.Permissions, ExpiresAt: req.ExpiresAt,
+		})
+		if err != nil {
+			WriteError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, keyResponse{APIKey: k})
+	}
+}
+
+// HandleDeleteKey deletes a key: 202 with no body; the key is refused from the next request on.
+func HandleDeleteKey(s *Store) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if err := s.DeleteKey(c.Request.Context(), c.Param("id")); err != nil {
+			WriteError(c, err)
+			return
+		}
+		c.Status(http.StatusAccepted)
+	}
+}
+
+type inspectUser struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Email string `json:"email"`
+}
+
+type inspectResponse struct {
+	ID          string      `json:"id"`
+	Name        string      `json:"name"`
+	AuthorityID string      `json:"authority_id"`
+	User        inspectUser `json:"user"`
+	Scopes      []string    `json:"scopes"`
+	Permissions Permission  `json:"permissions"`
+	ExpiresAt   *int64      `json:"expires_at"`
+}
+
+// HandleInspect describes the calling key: id, name, domain, user (id, name, email only),
+// scopes, the effective permissions (the key's level capped at its user's) and expiry.
+func HandleInspect() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		caller := CallerFrom(c.Request.Context())
+		if caller == nil || caller.Key == nil {
+			WriteError(c, Errorf(EUNAUTHORIZED, "missing credentials"))
+			return
+		}
+		k, u := caller.Key, caller.User
+		c.JSON(http.StatusOK, inspectResponse{
+			ID: k.ID, Name: k.Name, AuthorityID: k.AuthorityID,
+			User:   inspectUser{ID: u.ID, Name: u.Name, Email: u.Email},
+			Scopes: k.Scopes, Permissions: caller.Permissions, ExpiresAt: k.ExpiresAt,
+		})
+	}
+}
+
+type domainRequest struct {
+	Name        *string `json:"name"`
+	Domain      *string `json:"domain"`
+	Description *string `json:"description"`
+}
+
+func (r domainRequest) apply(d *Domain) {
+	setIf(&d.Name, r.Name)
+	setIf(&d.Domain, r.Domain)
+	setIf(&d.Description, r.Description)
+}
+
+// HandleListDomains lists every domain.
+func HandleListDomains(s *Store) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		list, err := s.ListDomains(c.Request.Context())
+		if err != nil {
+			WriteError(c, err)
+			return
+		}
+		c.Header("X-Total-Count", strconv.Itoa(len(list)))
+		c.JSON(http.StatusOK, nonNil(list))
+	}
+}
+
+// HandleCreateDomain creates a domain: 201 with the record.
+func HandleCreateDomain(s *Store) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var req domainRequest
+		if err := BindJSON(c, &req); err != nil {
+			WriteError(c, err)
+			return
+		}
+		d := &Domain{}
+		req.apply(d)
+		if err := s.CreateDomain(c.Request.Context(), d); err != nil {
+			WriteError(c, err)
+			return
+		}
+		c.JSON(http.StatusCreated, d)
+	}
+}
+
+// HandleShowDomain shows one domain, or 404.
+func HandleShowDomain(s *Store) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		d, err := s.GetDomain(c.Request.Context(), c.Param("id"))
+		if err != nil {
+			WriteError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, d)
+	}
+}
+
+// HandleUpdateDomain changes the fields given (PATCH and PUT alike).
+func HandleUpdateDomain(s *Store) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var req domainRequest
+		if err := BindJSON(c, &req); err != nil {
+			WriteError(c, err)
+			return
+		}
+		d, err := s.GetDomain(c.Request.Context(), c.Param("id"))
+		if err != nil {
+			WriteError(c, err)
+			return
+		}
+		req.apply(d)
+		if err := s.UpdateDomain(c.Request.Context(), d); err != nil {
+			WriteError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, d)
+	}
+}
+
+// HandleDeleteDomain deletes a domain with its users and their keys: 202.
+func HandleDeleteDomain(s *Store) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if err := s.DeleteDomain(c.Request.Context(), c.Param("id")); err != nil {
+			WriteError(c, err)
+			return
+		}
+		c.Status(http.StatusAccepted)
+	}
+}
+
+type userRequest struct {
+	AuthorityID *string   `json:"authority_id"`
+	Name        *string   `json:"name"`
+	Email       *string   `json:"email"`
+	SysAdmin    *bool     `json:"sys_admin"`
+	Support     *bool     `json:"support"`
+	Groups      *[]string `json:"groups"`
+}
+
+func (r userRequest) apply(u *User) {
+	setIf(&u.Name, r.Name)
+	setIf(&u.Email, r.Email)
+	setIf(&u.SysAdmin, r.SysAdmin)
+	setIf(&u.Support, r.Support)
+	setIf(&u.Groups, r.Groups)
+}
+
+// HandleListUsers lists users, of one domain with ?authority_id=.
+func HandleListUsers(s *Store) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		list, err := s.ListUsers(c.Request.Context(), c.Query("authority_id"))
+		if err != nil {
+			WriteError(c, err)
+			return
+		}
+		c.Header("X-Total-Count", strconv.Itoa(len(list)))
+		c.JSON(http.StatusOK, nonNil(list))
+	}
+}
+
+// HandleCreateUser creates a user in the domain authority_id: 201 with the record.
+func HandleCreateUser(s *Store) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var req userRequest
+		if err := BindJSON(c, &req); err != nil {
+			WriteError(c, err)
+			return
+		}
+		u := &User{}
+		setIf(&u.AuthorityID, req.AuthorityID)
+		req.apply(u)
+		if err := s.CreateUser(c.Request.Context(), u); err != nil {
+			WriteError(c, err)
+			return
+		}
+		c.JSON(http.StatusCreated, u)
+	}
+}
+
+// HandleCurrentUser shows the calling key's user.
+func HandleCurrentUser() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		caller := CallerFrom(c.Request.Context())
+		if caller == nil || caller.User == nil {
+			WriteError(c, Errorf(EUNAUTHORIZED, "missing credentials"))
+			return
+		}
+		c.JSON(http.StatusOK, caller.User)
+	}
+}
+
+// HandleShowUser shows one user, or 404.
+func HandleShowUser(s *Store) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		u, err := s.GetUser(c.Request.Context(), c.Param("id"))
+		if err != nil {
+			WriteError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, u)
+	}
+}
+
+// HandleUpdateUser changes the fields given (PATCH and PUT alike). A user cannot move to another
+// domain: its keys belong to its domain.
+func HandleUpdateUser(s *Store) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var req userRequest
+		if err := BindJSON(c, &req); err != nil {
+			WriteError(c, err)
+			return
+		}
+		u, err := s.GetUser(c.Request.Context(), c.Param("id"))
+		if err != nil {
+			WriteError(c, err)
+			return
+		}
+		if req.AuthorityID != nil && *req.AuthorityID != u.AuthorityID {
+			WriteError(c, validationFailed([]Failure{{Field: "authority_id", Reason: "cannot be changed"}}))
+			return
+		}
+		req.apply(u)
+		if err := s.UpdateUser(c.Request.Context(), u); err != nil {
+			WriteError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, u)
+	}
+}
+
+// HandleDeleteUser deletes a user and its keys: 202.
+func HandleDeleteUser(s *Store) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if err := s.DeleteUser(c.Request.Context(), c.Param("id")); err != nil {
+			WriteError(c, err)
+			return
+		}
+		c.Status(http.StatusAccepted)
+	}
+}
+
+func setIf[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+func nonNil[T any](list []T) []T {
+	if list == nil {
+		return []T{}
+	}
+	return list
+}

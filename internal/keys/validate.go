@@ -1,0 +1,171 @@
+package keys
+
+import (
+	"net"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// MaxNameLength is the longest key, user or domain name accepted, in characters (runes).
+const MaxNameLength = 255
+
+// Validation reasons, worded as PlaceOS (Crystal ActiveModel) words them.
+const (
+	reasonRequired = "is required"
+	reasonTaken    = "has already been taken"
+	reasonInvalid  = "is invalid"
+	reasonMissing  = "does not exist"
+	reasonTooLong  = "is too long (maximum is 255 characters)"
+	reasonFuture   = "must be in the future"
+)
+
+// NormalizeScope checks one scope against the grammar `resource` | `resource.read` |
+// `resource.write`, with resource matching [a-z0-9_|-]+ and the suffix in any case, and returns
+// it with the suffix lower-cased. A malformed scope (three parts, an unknown suffix, an empty or
+// invalid resource) is an EINVALID error that names it.
+func NormalizeScope(s string) (string, error) {
+	resource, access, hasAccess := strings.Cut(s, ".")
+	if hasAccess && strings.Contains(access, ".") {
+		return "", Errorf(EINVALID, "invalid scope %q: a scope is resource or resource.read or resource.write", s)
+	}
+	if resource == "" {
+		return "", Errorf(EINVALID, "invalid scope %q: empty resource", s)
+	}
+	for i := range len(resource) {
+		c := resource[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' && c != '|' && c != '-' {
+			return "", Errorf(EINVALID, "invalid scope %q: resource must match [a-z0-9_|-]+", s)
+		}
+	}
+	if !hasAccess {
+		return s, nil
+	}
+	switch a := strings.ToLower(access); a {
+	case "read", "write":
+		return resource + "." + a, nil
+	default:
+		return "", Errorf(EINVALID, "invalid scope %q: unknown access %q (want read or write)", s, access)
+	}
+}
+
+// NormalizeScopes applies NormalizeScope to each scope, returning a new slice (never nil: an
+// empty list is allowed, as PlaceOS allows it) or the first EINVALID error.
+func NormalizeScopes(scopes []string) ([]string, error) {
+	out := make([]string, 0, len(scopes))
+	for _, s := range scopes {
+		n, err := NormalizeScope(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// NormalizeHost reduces a domain as PlaceOS does: a URL ("https://Example.com:8443/x") or a
+// host with a port or path ("example.com:8080/x") becomes the bare, lower-case host
+// ("example.com"); a trailing dot is dropped and IPv6 brackets removed. ok is false when no
+// valid host remains: a host is an IP address, or dot-separated labels of [a-z0-9_-] of at
+// most 63 characters, 253 in all (internationalised names must be given in punycode).
+func NormalizeHost(s string) (host string, ok bool) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", false
+	}
+	if !strings.Contains(s, "://") {
+		s = "//" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", false
+	}
+	host = strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if host == "" || len(host) > 253 {
+		return "", false
+	}
+	if net.ParseIP(host) != nil {
+		return host, true
+	}
+	for label := range strings.SplitSeq(host, ".") {
+		if label == "" || len(label) > 63 {
+			return "", false
+		}
+		for i := range len(label) {
+			c := label[i]
+			if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '_' {
+				return "", false
+			}
+		}
+	}
+	return host, true
+}
+
+// checkName trims name and appends a failure for field when it is empty, not UTF-8 or longer
+// than MaxNameLength runes.
+func checkName(field, name string, failures []Failure) (string, []Failure) {
+	name = strings.TrimSpace(name)
+	switch {
+	case name == "":
+		failures = append(failures, Failure{field, reasonRequired})
+	case !utf8.ValidString(name):
+		failures = append(failures, Failure{field, reasonInvalid})
+	case utf8.RuneCountInString(name) > MaxNameLength:
+		failures = append(failures, Failure{field, reasonTooLong})
+	}
+	return name, failures
+}
+
+// normalizeDomain trims and normalises d in place and returns its field failures (uniqueness
+// of the host is the store's to check).
+func normalizeDomain(d *Domain) []Failure {
+	var failures []Failure
+	d.Name, failures = checkName("name", d.Name, failures)
+	d.Description = strings.TrimSpace(d.Description)
+	switch host, ok := NormalizeHost(d.Domain); {
+	case strings.TrimSpace(d.Domain) == "":
+		failures = append(failures, Failure{"domain", reasonRequired})
+	case !ok:
+		failures = append(failures, Failure{"domain", reasonInvalid})
+	default:
+		d.Domain = host
+	}
+	return failures
+}
+
+// normalizeUser trims u in place and returns its field failures (the existence of its
+// authority is the store's to check).
+func normalizeUser(u *User) []Failure {
+	var failures []Failure
+	u.Name, failures = checkName("name", u.Name, failures)
+	u.Email = strings.TrimSpace(u.Email)
+	if at := strings.IndexByte(u.Email, '@'); u.Email == "" {
+		failures = append(failures, Failure{"email", reasonRequired})
+	} else if at <= 0 || at == len(u.Email)-1 || len(u.Email) > 320 {
+		failures = append(failures, Failure{"email", reasonInvalid})
+	}
+	if u.Groups == nil {
+		u.Groups = []string{}
+	}
+	return failures
+}
+
+// checkExpiry appends a failure unless expiresAt is nil or after now.
+func checkExpiry(expiresAt *int64, now time.Time, failures []Failure) []Failure {
+	if expiresAt != nil && *expiresAt <= now.Unix() {
+		failures = append(failures, Failure{"expires_at", reasonFuture})
+	}
+	return failures
+}
+
+// checkPermissions appends a failure unless p is valid and not above the user's level.
+func checkPermissions(p Permission, user *User, failures []Failure) []Failure {
+	switch {
+	case !p.Valid():
+		failures = append(failures, Failure{"permissions", "is invalid (want user, support, admin or admin_support)"})
+	case user != nil && p.Rank() > user.Level().Rank():
+		failures = append(failures, Failure{"permissions", "exceeds the user's own level (" + string(user.Level()) + ")"})
+	}
+	return failures
+}

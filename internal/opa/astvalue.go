@@ -1,0 +1,110 @@
+package opa
+
+import "github.com/open-policy-agent/opa/v1/ast"
+
+// Keys of the input object, built once: terms are immutable once built, so sharing them
+// between inputs is safe and saves allocations on every decision.
+var (
+	inRequest     = ast.StringTerm("request")
+	inDomain      = ast.StringTerm("domain")
+	inKey         = ast.StringTerm("key")
+	inUser        = ast.StringTerm("user")
+	inMethod      = ast.StringTerm("method")
+	inPath        = ast.StringTerm("path")
+	inHost        = ast.StringTerm("host")
+	inProtocol    = ast.StringTerm("protocol")
+	inQuery       = ast.StringTerm("query")
+	inID          = ast.StringTerm("id")
+	inName        = ast.StringTerm("name")
+	inDomainName  = ast.StringTerm("domain")
+	inAuthorityID = ast.StringTerm("authority_id")
+	inScopes      = ast.StringTerm("scopes")
+	inPermissions = ast.StringTerm("permissions")
+	inSource      = ast.StringTerm("source")
+	inEmail       = ast.StringTerm("email")
+	inSysAdmin    = ast.StringTerm("sys_admin")
+	inSupport     = ast.StringTerm("support")
+	inGroups      = ast.StringTerm("groups")
+	nullTerm      = ast.NullTerm()
+)
+
+// astValue builds the policy input directly as an ast.Value. It is exactly
+// ast.InterfaceToValue of the JSON encoding of in (nil pointers are absent keys, nil slices
+// and maps are null), without the JSON round trip, since it runs on every decision.
+func (in *Input) astValue() ast.Value {
+	var items [4][2]*ast.Term
+	items[0] = ast.Item(inRequest, ast.NewTerm(in.Request.astValue()))
+	n := 1
+	if d := in.Domain; d != nil {
+		items[n] = ast.Item(inDomain, ast.NewTerm(ast.NewObject(
+			ast.Item(inID, str(d.ID)),
+			ast.Item(inName, str(d.Name)),
+			ast.Item(inDomainName, str(d.Domain)),
+		)))
+		n++
+	}
+	if k := in.Key; k != nil {
+		items[n] = ast.Item(inKey, ast.NewTerm(ast.NewObject(
+			ast.Item(inID, str(k.ID)),
+			ast.Item(inAuthorityID, str(k.AuthorityID)),
+			ast.Item(inScopes, strs(k.Scopes)),
+			ast.Item(inPermissions, str(k.Permissions)),
+			ast.Item(inSource, str(k.Source)),
+		)))
+		n++
+	}
+	if u := in.User; u != nil {
+		items[n] = ast.Item(inUser, ast.NewTerm(ast.NewObject(
+			ast.Item(inID, str(u.ID)),
+			ast.Item(inAuthorityID, str(u.AuthorityID)),
+			ast.Item(inName, str(u.Name)),
+			ast.Item(inEmail, str(u.Email)),
+			ast.Item(inSysAdmin, ast.InternedTerm(u.SysAdmin)),
+			ast.Item(inSupport, ast.InternedTerm(u.Support)),
+			ast.Item(inGroups, strs(u.Groups)),
+		)))
+		n++
+	}
+	return ast.NewObject(items[:n]...)
+}
+
+func (r *Request) astValue() ast.Value {
+	return ast.NewObject(
+		ast.Item(inMethod, str(r.Method)),
+		ast.Item(inPath, str(r.Path)),
+		ast.Item(inHost, str(r.Host)),
+		ast.Item(inProtocol, str(r.Protocol)),
+		ast.Item(inQuery, query(r.Query)),
+	)
+}
+
+// str returns an interned term for common strings (e.g. "GET", "http"), else a new one.
+func str(s string) *ast.Term { return ast.InternedTerm(s) }
+
+func strs(ss []string) *ast.Term {
+	if ss == nil {
+		return nullTerm
+	}
+	if len(ss) == 0 {
+		return ast.InternedEmptyArray
+	}
+	ts := make([]*ast.Term, len(ss))
+	for i, s := range ss {
+		ts[i] = str(s)
+	}
+	return ast.NewTerm(ast.NewArray(ts...))
+}
+
+func query(q map[string][]string) *ast.Term {
+	if q == nil {
+		return nullTerm
+	}
+	if len(q) == 0 {
+		return ast.InternedEmptyObject
+	}
+	items := make([][2]*ast.Term, 0, len(q))
+	for k, v := range q {
+		items = append(items, ast.Item(str(k), strs(v)))
+	}
+	return ast.NewTerm(ast.NewObject(items...))
+}

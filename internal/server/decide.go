@@ -1,0 +1,180 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/keyauthz/keyauthz/internal/authz"
+	"github.com/keyauthz/keyauthz/internal/keys"
+)
+
+// dataRequest is the body of POST /v1/data/keyauthz/{decision,allow}, the OPA Data API shape.
+type dataRequest struct {
+	Input *dataInput `json:"input"`
+}
+
+type dataInput struct {
+	Method   string `json:"method"`
+	Path     string `json:"path"`
+	Host     string `json:"host"`
+	Protocol string `json:"protocol"`
+	// Headers maps a header name (any case) to a value, or to a list of values.
+	Headers map[string]json.RawMessage `json:"headers"`
+}
+
+// DecisionResult is the "result" of POST /v1/data/keyauthz/decision.
+type DecisionResult struct {
+	Allow       bool              `json:"allow"`
+	Status      int               `json:"status"`
+	Message     string            `json:"message"`
+	KeyID       string            `json:"key_id"`
+	UserID      string            `json:"user_id"`
+	AuthorityID string            `json:"authority_id"`
+	Permissions string            `json:"permissions"`
+	Scopes      []string          `json:"scopes"`
+	Headers     map[string]string `json:"headers"`
+}
+
+// handleDataDecision serves the Data API: the full decision, or (boolOnly) just allow, for OPA
+// clients such as Kong's and APISIX's plugins that expect a boolean result.
+func (s *Server) handleDataDecision(boolOnly bool) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var body dataRequest
+		if err := keys.BindJSON(c, &body); err != nil {
+			keys.WriteError(c, err)
+			return
+		}
+		if body.Input == nil {
+			keys.WriteError(c, keys.Errorf(keys.EINVALID, `missing "input"`))
+			return
+		}
+		header, err := headerFromInput(body.Input.Headers)
+		if err != nil {
+			keys.WriteError(c, err)
+			return
+		}
+		res, id := s.decide(c, authz.Request{
+			Method:   body.Input.Method,
+			URI:      body.Input.Path,
+			Host:     body.Input.Host,
+			Header:   header,
+			Protocol: body.Input.Protocol,
+		})
+		if boolOnly {
+			c.JSON(http.StatusOK, gin.H{"result": res.Decision.Allow, "decision_id": id})
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"result": decisionResult(res), "decision_id": id})
+	}
+}
+
+func headerFromInput(in map[string]json.RawMessage) (http.Header, error) {
+	h := make(http.Header, len(in))
+	for name, raw := range in {
+		var one string
+		if err := json.Unmarshal(raw, &one); err == nil {
+			h.Add(name, one)
+			continue
+		}
+		var many []string
+		if err := json.Unmarshal(raw, &many); err != nil {
+			return nil, keys.Errorf(keys.EINVALID, "header %q: want a string or a list of strings", name)
+		}
+		for _, v := range many {
+			h.Add(name, v)
+		}
+	}
+	return h, nil
+}
+
+func decisionResult(res authz.Result) DecisionResult {
+	out := DecisionResult{
+		Allow:       res.Decision.Allow,
+		Status:      res.Decision.Status,
+		Message:     res.Decision.Message,
+		KeyID:       res.KeyID,
+		Permissions: res.Decision.Permissions,
+		Scopes:      []string{},
+		Headers:     map[string]string{},
+	}
+	if res.Key != nil {
+		out.AuthorityID = res.Key.AuthorityID
+		out.Scopes = res.Key.Scopes
+	}
+	if res.User != nil {
+		out.UserID = res.User.ID
+	}
+	if out.Allow {
+		out.Headers = identityHeaders(res)
+	}
+	return out
+}
+
+// identityHeaders are the headers a gateway passes upstream on an allow.
+func identityHeaders(res authz.Result) map[string]string {
+	h := map[string]string{"X-Auth-Permissions": res.Decision.Permissions}
+	if res.Key != nil {
+		h["X-Auth-Key-Id"] = res.Key.ID
+		h["X-Auth-Authority-Id"] = res.Key.AuthorityID
+		h["X-Auth-Scopes"] = strings.Join(res.Key.Scopes, ",")
+	}
+	if res.User != nil {
+		h["X-Auth-User-Id"] = res.User.ID
+	}
+	return h
+}
+
+// handleForwardAuth serves /authz for nginx auth_request, Traefik ForwardAuth and Envoy's HTTP
+// ext_authz. The original request is read from Traefik's X-Forwarded-* headers, else nginx's
+// X-Original-* headers, else the request itself with the /authz prefix removed (Envoy).
+// Allow: 200 with the identity headers. Deny: the decision's 401 or 403 with a JSON body naming
+// what is missing. Never a redirect.
+func (s *Server) handleForwardAuth() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		res, id := s.decide(c, forwardedRequest(c.Request))
+		c.Header("X-Decision-Id", id)
+		if !res.Decision.Allow {
+			c.AbortWithStatusJSON(denyStatus(res.Decision), gin.H{
+				"error":  res.Decision.Message,
+				"status": res.Decision.Status,
+				"route":  res.Decision.Route,
+			})
+			return
+		}
+		for k, v := range identityHeaders(res) {
+			c.Header(k, v)
+		}
+		c.JSON(http.StatusOK, gin.H{"allow": true, "decision_id": id})
+	}
+}
+
+// forwardedRequest reconstructs the request a gateway asks about.
+func forwardedRequest(r *http.Request) authz.Request {
+	h := r.Header
+	out := authz.Request{Method: r.Method, Host: r.Host, Header: h}
+	switch {
+	case h.Get("X-Forwarded-Uri") != "" || h.Get("X-Forwarded-Method") != "":
+		out.Method = firstNonEmpty(h.Get("X-Forwarded-Method"), r.Method)
+		out.URI = firstNonEmpty(h.Get("X-Forwarded-Uri"), "/")
+		out.Host = firstNonEmpty(h.Get("X-Forwarded-Host"), r.Host)
+	case h.Get("X-Original-Uri") != "" || h.Get("X-Original-Method") != "":
+		out.Method = firstNonEmpty(h.Get("X-Original-Method"), r.Method)
+		out.URI = firstNonEmpty(h.Get("X-Original-Uri"), "/")
+		out.Host = firstNonEmpty(h.Get("X-Original-Host"), h.Get("X-Forwarded-Host"), r.Host)
+	default:
+		out.URI = strings.TrimPrefix(requestURI(r), "/authz")
+	}
+	return out
+}
+
+func firstNonEmpty(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

@@ -1,0 +1,67 @@
+package server
+
+import (
+	"encoding/json"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/keyauthz/keyauthz/internal/authz"
+)
+
+// DecisionLogger writes one JSON line per decision: what was asked (method, normalised path,
+// host, the caller's key and user ids), what was answered, under which policy revision and how
+// long it took. It never writes a key, a secret or the api-key parameter: it only sees the
+// policy input, from which authz removed them.
+type DecisionLogger struct {
+	mu  sync.Mutex
+	enc *json.Encoder
+}
+
+// NewDecisionLogger returns a logger writing to w. Writes are serialised.
+func NewDecisionLogger(w io.Writer) *DecisionLogger {
+	return &DecisionLogger{enc: json.NewEncoder(w)}
+}
+
+type decisionRecord struct {
+	DecisionID string  `json:"decision_id"`
+	Time       string  `json:"time"`
+	Method     string  `json:"method"`
+	Path       string  `json:"path"`
+	Host       string  `json:"host"`
+	Protocol   string  `json:"protocol"`
+	KeyID      string  `json:"key_id,omitempty"`
+	UserID     string  `json:"user_id,omitempty"`
+	Result     string  `json:"result"`
+	Status     int     `json:"status"`
+	Message    string  `json:"message"`
+	Revision   string  `json:"revision"`
+	LatencyUS  float64 `json:"latency_us"`
+}
+
+// Log writes the record of one decision.
+func (l *DecisionLogger) Log(id string, res authz.Result, revision string, elapsed time.Duration) {
+	rec := decisionRecord{
+		DecisionID: id,
+		Time:       time.Now().UTC().Format(time.RFC3339Nano),
+		Method:     res.Input.Request.Method,
+		Path:       res.Input.Request.Path,
+		Host:       res.Input.Request.Host,
+		Protocol:   res.Input.Request.Protocol,
+		KeyID:      res.KeyID,
+		Result:     "deny",
+		Status:     res.Decision.Status,
+		Message:    res.Decision.Message,
+		Revision:   revision,
+		LatencyUS:  float64(elapsed.Nanoseconds()) / 1e3,
+	}
+	if res.User != nil {
+		rec.UserID = res.User.ID
+	}
+	if res.Decision.Allow {
+		rec.Result = "allow"
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_ = l.enc.Encode(&rec) // a failed log write must not fail the request
+}

@@ -1,0 +1,67 @@
+package server
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keyauthz/keyauthz/internal/keys"
+	"github.com/keyauthz/keyauthz/internal/opa"
+)
+
+// metrics are the Prometheus series of design §6: decisions by result and status, decision
+// latency, and the store's size (read at scrape time).
+type metrics struct {
+	decisions *prometheus.CounterVec
+	latency   prometheus.Histogram
+}
+
+func newMetrics(reg *prometheus.Registry, store *keys.Store) *metrics {
+	m := &metrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyauthz_decisions_total",
+			Help: "Authorization decisions, by result (allow or deny) and HTTP status.",
+		}, []string{"result", "status"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "keyauthz_decision_duration_seconds",
+			Help:    "Time to decide one request: credential extraction, key verification and policy evaluation.",
+			Buckets: []float64{5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1},
+		}),
+	}
+	reg.MustRegister(m.decisions, m.latency)
+	if store != nil {
+		for _, kind := range []string{"domains", "users", "keys"} {
+			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name:        "keyauthz_store_objects",
+				Help:        "Objects in the key store, by kind.",
+				ConstLabels: prometheus.Labels{"kind": kind},
+			}, storeCount(store, kind)))
+		}
+	}
+	return m
+}
+
+func storeCount(store *keys.Store, kind string) func() float64 {
+	return func() float64 {
+		d, u, k := store.Counts(context.Background())
+		switch kind {
+		case "domains":
+			return float64(d)
+		case "users":
+			return float64(u)
+		default:
+			return float64(k)
+		}
+	}
+}
+
+func (m *metrics) observe(d opa.Decision, elapsed time.Duration) {
+	result := "deny"
+	if d.Allow {
+		result = "allow"
+	}
+	m.decisions.WithLabelValues(result, strconv.Itoa(d.Status)).Inc()
+	m.latency.Observe(elapsed.Seconds())
+}

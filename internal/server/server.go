@@ -1,0 +1,194 @@
+// Package server is keyauthz's HTTP surface: it wires the admin API, the decision endpoints,
+// health and metrics onto one Gin engine (see routes.go, the one place that maps them) and puts
+// every admin request through the same credential path (package authz) as every decision.
+package server
+
+import (
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keyauthz/keyauthz/internal/authz"
+	"github.com/keyauthz/keyauthz/internal/keys"
+	"github.com/keyauthz/keyauthz/internal/opa"
+)
+
+// Engine is what the server needs of the policy engine.
+type Engine interface {
+	authz.Engine
+	// Revision is the active policy's revision.
+	Revision() string
+}
+
+// Deps are the server's dependencies, given by the caller (run in cmd/keyauthz).
+type Deps struct {
+	Logger *slog.Logger
+	Store  *keys.Store
+	Engine Engine
+	// Authorizer is the credential path; the server builds one from Store and Engine when nil.
+	Authorizer *authz.Authorizer
+	// Health reports whether the service can decide; nil means always healthy.
+	Health func() error
+	// Scopes lists the scope names the route table knows (GET /api/engine/v2/scopes).
+	Scopes func() []string
+	// Version is the build's version string.
+	Version string
+	// Registry receives the server's metrics; nil means a new registry of its own.
+	Registry *prometheus.Registry
+	// DecisionLog, when set, receives one record per decision (decisionlog.go).
+	DecisionLog *DecisionLogger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is the HTTP handler of keyauthz.
+type Server struct {
+	deps    Deps
+	authz   *authz.Authorizer
+	gin     *gin.Engine
+	metrics *metrics
+	logger  *slog.Logger
+}
+
+// New returns the keyauthz HTTP handler built from deps.
+func New(deps Deps) *Server {
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.Registry == nil {
+		deps.Registry = prometheus.NewRegistry()
+	}
+	a := deps.Authorizer
+	if a == nil {
+		a = &authz.Authorizer{Store: deps.Store, Engine: deps.Engine, Logger: deps.Logger, Now: deps.Now}
+	}
+	gin.SetMode(gin.ReleaseMode)
+	g := gin.New()
+	g.HandleMethodNotAllowed = false
+	g.RedirectTrailingSlash = false // a gateway's auth call must never be answered by a redirect
+	g.RedirectFixedPath = false
+	g.ContextWithFallback = true
+	s := &Server{deps: deps, authz: a, gin: g, logger: deps.Logger}
+	s.metrics = newMetrics(deps.Registry, deps.Store)
+	g.Use(s.recoverJSON, s.logRequests)
+	s.routes()
+	return s
+}
+
+// ServeHTTP routes r by its normalised path, so that Gin dispatches exactly the route the policy
+// judged: "/api/engine/v2/systems/../api_keys" is routed, and judged, as "/api/engine/v2/api_keys".
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r.URL.Path = opa.NormalizePath(r.URL.EscapedPath())
+	r.URL.RawPath = ""
+	s.gin.ServeHTTP(w, r)
+}
+
+// recoverJSON turns a panic into a 500 with a JSON body and no stack trace for the client.
+func (s *Server) recoverJSON(c *gin.Context) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.logger.Error("panic in handler", "path", c.Request.URL.Path, "panic", v)
+			c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"error": "internal error"})
+		}
+	}()
+	c.Next()
+}
+
+// logRequests logs one line per request at debug level, with the api-key parameter stripped.
+func (s *Server) logRequests(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	if !s.logger.Enabled(c.Request.Context(), slog.LevelDebug) {
+		return
+	}
+	s.logger.Debug("request",
+		"method", c.Request.Method,
+		"path", c.Request.URL.Path,
+		"query", RedactQuery(c.Request.URL.RawQuery),
+		"status", c.Writer.Status(),
+		"key_id", c.GetString(ctxKeyID),
+		"latency", time.Since(start))
+}
+
+// RedactQuery returns a raw query with every api-key parameter's value replaced, for logs.
+func RedactQuery(raw string) string {
+	if raw == "" || !strings.Contains(strings.ToLower(raw), "api") {
+		return raw
+	}
+	parts := strings.Split(raw, "&")
+	for i, p := range parts {
+		name, _, _ := strings.Cut(p, "=")
+		if n, err := urlUnescape(name); err == nil && strings.EqualFold(n, authz.KeyParam) {
+			parts[i] = name + "=REDACTED"
+		}
+	}
+	return strings.Join(parts, "&")
+}
+
+// ctxKeyID is the Gin context key under which the caller's key id is kept for the request log.
+const ctxKeyID = "keyauthz.key_id"
+
+// authorize is the admin API's gate: the policy judges every request, through the same
+// credential path as the decision endpoints. A deny ends the request with the decision's status
+// and {"error": message}; an allow hands the caller to the handler.
+func (s *Server) authorize(c *gin.Context) {
+	res, _ := s.decide(c, authz.Request{
+		Method: c.Request.Method,
+		URI:    requestURI(c.Request),
+		Host:   c.Request.Host,
+		Header: c.Request.Header,
+	})
+	if !res.Decision.Allow {
+		c.AbortWithStatusJSON(denyStatus(res.Decision), gin.H{"error": res.Decision.Message})
+		return
+	}
+	if res.Key != nil {
+		c.Request = c.Request.WithContext(keys.ContextWithCaller(c.Request.Context(), &keys.Caller{
+			Key: res.Key, User: res.User, Permissions: keys.Permission(res.Decision.Permissions),
+		}))
+	}
+	c.Next()
+}
+
+// decide runs the credential path for r and records the decision (metrics, decision log).
+// It returns the result and the decision's id.
+func (s *Server) decide(c *gin.Context, r authz.Request) (authz.Result, string) {
+	start := time.Now()
+	res := s.authz.Authorize(c.Request.Context(), r)
+	elapsed := time.Since(start)
+	id := uuid.NewString()
+	c.Set(ctxKeyID, res.KeyID)
+	s.metrics.observe(res.Decision, elapsed)
+	if s.deps.DecisionLog != nil {
+		s.deps.DecisionLog.Log(id, res, s.deps.Engine.Revision(), elapsed)
+	}
+	return res, id
+}
+
+// denyStatus is the HTTP status of a deny: the decision's own, never 200.
+func denyStatus(d opa.Decision) int {
+	switch d.Status {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusInternalServerError:
+		return d.Status
+	default:
+		return http.StatusForbidden
+	}
+}
+
+// requestURI is the request's path, as ServeHTTP normalised it, with its raw query. Passing
+// the normalised path (not the re-escaped one) keeps the path the policy judges identical to the
+// path Gin routes: normalisation is idempotent.
+func requestURI(r *http.Request) string {
+	if r.URL.RawQuery == "" {
+		return r.URL.Path
+	}
+	return r.URL.Path + "?" + r.URL.RawQuery
+}

@@ -1,0 +1,140 @@
+# METADATA
+# title: keyauthz decision
+# description: |
+#   The authorization decision for one request, after Go has authenticated the key (input.key
+#   and input.user are present only for a valid, unexpired key). See policies/README.md for the
+#   input and output, and the design's §4 for the rules.
+# entrypoint: true
+package keyauthz
+
+import data.keyauthz.routing
+import data.keyauthz.scopes
+
+# decision is the answer keyauthz and a standalone OPA give for input. The default makes it
+# defined whatever happens below: an undefined decision would be a deny anyway, but an explicit
+# one is easier to read in a decision log.
+default decision := {
+	"allow": false,
+	"status": 403,
+	"message": "access denied",
+	"route": {"resource": "", "access": "", "gate": ""},
+	"permissions": "user",
+}
+
+decision := {
+	"allow": outcome.status == 200,
+	"status": outcome.status,
+	"message": outcome.message,
+	"route": {"resource": resource, "access": access, "gate": gate},
+	"permissions": level_names[level],
+}
+
+# route is the matched route of the table, or the catch-all: routes not in the table need the
+# public scope, with access by method.
+route := r if {
+	r := routing.match(input.request.method, input.request.path)
+} else := {"scopes": ["public"], "gate": "none", "bound": {}, "default": true}
+
+resource := route.scopes[0] if count(route.scopes) > 0
+
+else := ""
+
+# access is declared per route; where it is not, GET, HEAD and OPTIONS read and the rest write.
+access := route.access
+
+access := "read" if {
+	not route.access
+	upper(input.request.method) in {"GET", "HEAD", "OPTIONS"}
+}
+
+access := "write" if {
+	not route.access
+	not upper(input.request.method) in {"GET", "HEAD", "OPTIONS"}
+}
+
+gate := object.get(route, "gate", "none")
+
+# Permission levels: the key's level, capped at its user's current level, so that demoting a
+# user narrows its keys at once.
+level_names := ["user", "support", "admin", "admin_support"]
+
+levels := {"user": 0, "support": 1, "admin": 2, "admin_support": 3}
+
+user_level := 3 if {
+	input.user.sys_admin
+	input.user.support
+} else := 2 if {
+	input.user.sys_admin
+} else := 1 if {
+	input.user.support
+} else := 0
+
+key_level := object.get(levels, object.get(input, ["key", "permissions"], "user"), 0)
+
+level := min([key_level, user_level])
+
+gate_min := {"none": 0, "support": 1, "admin": 2, "admin_or_self": 2}
+
+# outcome holds status and message, checked in order: the first rule that applies decides.
+outcome := {"status": 200, "message": "anonymous route"} if {
+	route.anonymous
+} else := {"status": 401, "message": "missing credentials"} if {
+	not input.key
+} else := {"status": 401, "message": "authority not found"} if {
+	not input.domain
+} else := {"status": 401, "message": "authority domain does not match token's"} if {
+	input.key.authority_id != input.domain.id
+} else := {"status": 200, "message": "authenticated route"} if {
+	route.authenticated
+} else := {"status": 403, "message": scope_message} if {
+	not scope_ok
+} else := {"status": 403, "message": gate_message} if {
+	not gate_ok
+} else := {"status": 200, "message": "allowed"}
+
+# A key may use a route when its scopes grant the route's access on one of the route's scopes
+# (or public), or when it is a guest key and the route lets guests in on its terms.
+scope_ok if scopes.allows(input.key.scopes, route.scopes, access)
+
+scope_ok if guest_ok
+
+guest_ok if {
+	scopes.has_bare(input.key.scopes, "guest")
+	route.guest.role_param
+	route.bound[route.guest.role_param] in object.get(input, ["user", "groups"], [])
+}
+
+# Every value of the guest query parameter must qualify, not just one: a server reading the
+# first of several `channel` values must not be handed a channel the guest may not use.
+guest_ok if {
+	scopes.has_bare(input.key.scopes, "guest")
+	values := object.get(input.request, ["query", route.guest.query], [])
+	count(values) > 0
+	every value in values {
+		contains(value, route.guest.contains)
+	}
+}
+
+scope_message := msg if {
+	guest_route_for_guest
+	msg := "guest access denied: the request is outside the guest's roles"
+} else := sprintf("missing scope: %s", [concat(" or ", [sprintf("%s.%s", [s, access]) | some s in _required])])
+
+guest_route_for_guest if {
+	scopes.has_bare(input.key.scopes, "guest")
+	route.guest
+}
+
+# _required lists the scopes that would open the route, public last.
+_required := array.concat([s | some s in route.scopes; s != "public"], ["public"])
+
+gate_ok if level >= gate_min[gate]
+
+gate_ok if {
+	gate == "admin_or_self"
+	route.bound[route.self_param] == input.user.id
+}
+
+gate_message := sprintf("requires %s permissions", [gate]) if gate != "admin_or_self"
+
+else := "requires admin permissions or the user's own record"
