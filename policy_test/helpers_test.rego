@@ -19,7 +19,6 @@
 package keyauthz_test
 
 import data.keyauthz
-import data.keyauthz.routing
 
 # The booking panel and map kiosk keys of PlaceOS's X-API-Key docs.
 panel := ["users.read", "systems.read", "control", "zones.read", "metadata.read"]
@@ -85,10 +84,16 @@ _key(c) := {"key": key, "user": user} if {
 	})
 }
 
-# route_index is the index of the route table, built once per test as keyauthz builds it once
-# per load and stores it at data.keyauthz.routes.index. Without it, every `with input` would
-# rebuild it (the policy's fallback for a plain `opa eval`, tested in routing_test.rego).
-route_index := routing.built_index
+# route_index is the index of the route table as keyauthz builds it once per load and stores it
+# at data.keyauthz.routes.index. It is a golden copy, testdata/route_index/data.json, holding
+# the table it was built from; rego_test.go checks it against routing.built_index and rewrites
+# it with `go test ./policy_test -update`. Building it here instead would rebuild it for every
+# row (a `with input` drops the cache), traced, which takes seconds under `opa test -v`.
+route_index := data.testdata.route_index.index
+
+# test_route_index_fixture_is_for_this_table fails when the table changed and the golden index
+# was not rewritten.
+test_route_index_fixture_is_for_this_table if data.testdata.route_index.table == data.keyauthz.routes.table
 
 # decision is the decision for row c, with the index in place as in production.
 decision(c) := d if {

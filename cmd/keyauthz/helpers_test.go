@@ -176,3 +176,67 @@ type buildError struct {
 }
 
 func (e *buildError) Error() string { return e.err.Error() + ": " + e.out }
+
+// launch runs `keyauthz ARGS...` in-process with getenv as its environment and waits until it
+// listens. Unlike startServer it adds no flags and needs no *testing.T (benchmarks use it);
+// the caller stops the server with ts.cancel and reads run's result from ts.done.
+func launch(getenv func(string) string, args ...string) (*testServer, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	ts := &testServer{Stderr: &syncBuffer{}, Stdout: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		err := run(ctx, args, getenv, io.MultiWriter(pw, ts.Stdout), ts.Stderr)
+		pw.CloseWithError(io.EOF)
+		ts.done <- err
+	}()
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if _, url, ok := strings.Cut(sc.Text(), "listening on "); ok {
+				found <- url
+				_, _ = io.Copy(io.Discard, pr)
+				return
+			}
+		}
+		close(found)
+	}()
+	select {
+	case url, ok := <-found:
+		if !ok {
+			cancel()
+			return nil, &launchError{stderr: ts.Stderr.String(), err: <-ts.done}
+		}
+		ts.URL = url
+		return ts, nil
+	case <-time.After(60 * time.Second):
+		cancel()
+		return nil, &launchError{stderr: ts.Stderr.String(), err: context.DeadlineExceeded}
+	}
+}
+
+// startServerEnv runs `keyauthz ARGS...` in-process with exactly the environment env (for the
+// KEYAUTHZ_* variables) and waits until it listens; it stops at test cleanup. DataDir and
+// AdminKey are left for the caller to fill in.
+func startServerEnv(t *testing.T, env map[string]string, args ...string) *testServer {
+	t.Helper()
+	ts, err := launch(func(k string) string { return env[k] }, args...)
+	if err != nil {
+		t.Fatalf("keyauthz %q with env %v did not start: %v", args, env, err)
+	}
+	t.Cleanup(func() { ts.Stop(t) })
+	return ts
+}
+
+// launchError is a server that exited (err may be nil) or hung before listening.
+type launchError struct {
+	stderr string
+	err    error
+}
+
+func (e *launchError) Error() string {
+	if e.err == nil {
+		return "exited without error before listening; stderr:\n" + e.stderr
+	}
+	return e.err.Error() + "; stderr:\n" + e.stderr
+}

@@ -89,6 +89,7 @@ func setPageHeaders(c *gin.Context, unit string, offset, n, total, limit int) {
 		for k, v := range c.Request.URL.Query() {
 			q[k] = v
 		}
+		q.Del("api-key") // a key given as URL parameter must not be echoed in a response
 		q.Set("offset", strconv.Itoa(next))
 		q.Set("limit", strconv.Itoa(limit))
 		c.Header("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, c.Request.URL.Path, q.Encode()))

@@ -47,7 +47,7 @@ func TestPermissionUnmarshalJSON(t *testing.T) {
 		{`1`, PermissionSupport, false},
 		{`3`, PermissionAdminSupport, false},
 		{`"2"`, PermissionAdmin, false},
-		{`7`, "7", false},       // kept, so validation reports it (422)
+		{`7`, "7", false},         // kept, so validation reports it (422)
 		{`"root"`, "root", false}, // idem
 		{`null`, "unchanged", false},
 		{`true`, "unchanged", true},

@@ -3,12 +3,15 @@ package server
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
+	"sort"
 	"strings"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/keyauthz/keyauthz/internal/authz"
 	"github.com/keyauthz/keyauthz/internal/keys"
+	"github.com/keyauthz/keyauthz/internal/opa"
 )
 
 // dataRequest is the body of POST /v1/data/keyauthz/{decision,allow}, the OPA Data API shape.
@@ -59,7 +62,7 @@ func (s *Server) handleDataDecision(boolOnly bool) gin.HandlerFunc {
 		res, id := s.decide(c, authz.Request{
 			Method:   body.Input.Method,
 			URI:      body.Input.Path,
-			Host:     body.Input.Host,
+			Host:     firstNonEmpty(body.Input.Host, header.Get("Host")),
 			Header:   header,
 			Protocol: body.Input.Protocol,
 		})
@@ -73,7 +76,15 @@ func (s *Server) handleDataDecision(boolOnly bool) gin.HandlerFunc {
 
 func headerFromInput(in map[string]json.RawMessage) (http.Header, error) {
 	h := make(http.Header, len(in))
-	for name, raw := range in {
+	// In name order, so that "X-API-Key" and "x-api-key" given together always give the same
+	// first value (the one a credential is read from), whatever the map order.
+	names := make([]string, 0, len(in))
+	for name := range in {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		raw := in[name]
 		var one string
 		if err := json.Unmarshal(raw, &one); err == nil {
 			h.Add(name, one)
@@ -137,6 +148,9 @@ func (s *Server) handleForwardAuth() gin.HandlerFunc {
 		res, id := s.decide(c, forwardedRequest(c.Request))
 		c.Header("X-Decision-Id", id)
 		if !res.Decision.Allow {
+			// The message as a header too: nginx's auth_request drops the body of a deny, but
+			// auth_request_set can read a header and put it into nginx's own error page.
+			c.Header("X-Auth-Error", res.Decision.Message)
 			c.AbortWithStatusJSON(denyStatus(res.Decision), gin.H{
 				"error":  res.Decision.Message,
 				"status": res.Decision.Status,
@@ -177,4 +191,66 @@ func firstNonEmpty(vals ...string) string {
 		}
 	}
 	return ""
+}
+
+// forwardAuthPrefix is the path prefix of forward auth; Envoy appends the original path to it.
+const forwardAuthPrefix = "/authz"
+
+// routePath is the path ServeHTTP routes and the policy judges: the normalised path, except
+// that a forward-auth path keeps its /authz prefix and only the rest is normalised. Envoy sends
+// "/authz" + the client's path as the client wrote it, so "/authz/%2e%2e/metrics" must be judged
+// as the client's "/metrics", not routed to keyauthz's own /metrics (a 200 that Envoy would take
+// for an allow).
+func routePath(escaped string) string {
+	if rest, ok := cutForwardAuthPrefix(escaped); ok {
+		if rest = opa.NormalizePath(rest); rest != "/" {
+			return forwardAuthPrefix + rest
+		}
+		return forwardAuthPrefix
+	}
+	return opa.NormalizePath(escaped)
+}
+
+// cutForwardAuthPrefix reports whether the first segment of an escaped path that survives
+// normalisation is "authz" (after skipping empty, "." and leading ".." segments, with escapes
+// decoded once as NormalizePath does), and returns the escaped rest after it.
+func cutForwardAuthPrefix(escaped string) (rest string, ok bool) {
+	p := escaped
+	for p != "" {
+		p = strings.TrimPrefix(p, "/")
+		seg, after, found := cutSegment(p)
+		name := seg
+		if u, err := url.PathUnescape(seg); err == nil {
+			name = u
+		}
+		switch name {
+		case "", ".", "..":
+			if !found {
+				return "", false
+			}
+			p = after
+			continue
+		case "authz":
+			if !found {
+				return "", true
+			}
+			return "/" + after, true
+		}
+		return "", false
+	}
+	return "", false
+}
+
+// cutSegment cuts p at its first separator: '/' or an escaped slash ("%2f", "%2F"), which
+// NormalizePath also treats as a separator.
+func cutSegment(p string) (seg, after string, found bool) {
+	for i := 0; i < len(p); i++ {
+		if p[i] == '/' {
+			return p[:i], p[i+1:], true
+		}
+		if p[i] == '%' && i+2 < len(p) && p[i+1] == '2' && (p[i+2] == 'f' || p[i+2] == 'F') {
+			return p[:i], p[i+3:], true
+		}
+	}
+	return p, "", false
 }

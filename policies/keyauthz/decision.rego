@@ -8,7 +8,6 @@
 package keyauthz
 
 import data.keyauthz.routing
-import data.keyauthz.scopes
 
 # decision is the answer keyauthz and a standalone OPA give for input. The default makes it
 # defined whatever happens below: an undefined decision would be a deny anyway, but an explicit
@@ -33,24 +32,21 @@ decision := {
 # public scope, with access by method.
 route := r if {
 	r := routing.match(input.request.method, input.request.path)
-} else := {"scopes": ["public"], "gate": "none", "bound": {}, "default": true}
+} else := {"scopes": ["public"], "gate": "none", "params": {}, "default": true}
+
+# bound holds the route's parameters, bound to the request's path segments.
+bound := routing.params(route, input.request.path)
 
 resource := route.scopes[0] if count(route.scopes) > 0
 
 else := ""
 
 # access is declared per route; where it is not, GET, HEAD and OPTIONS read and the rest write.
-access := route.access
-
-access := "read" if {
-	not route.access
+access := route.access if {
+	route.access
+} else := "read" if {
 	upper(input.request.method) in {"GET", "HEAD", "OPTIONS"}
-}
-
-access := "write" if {
-	not route.access
-	not upper(input.request.method) in {"GET", "HEAD", "OPTIONS"}
-}
+} else := "write"
 
 gate := object.get(route, "gate", "none")
 
@@ -94,20 +90,37 @@ outcome := {"status": 200, "message": "anonymous route"} if {
 
 # A key may use a route when its scopes grant the route's access on one of the route's scopes
 # (or public), or when it is a guest key and the route lets guests in on its terms.
-scope_ok if scopes.allows(input.key.scopes, route.scopes, access)
+scope_ok if {
+	some granting in _granting
+	granting in _held
+}
+
+# _held is the key's scope list as a set, suffixes lower-cased (they are case-insensitive;
+# resources are not).
+_held := {_lower_suffix(s) | some s in input.key.scopes}
+
+_lower_suffix(s) := concat(".", [resource, lower(suffix)]) if {
+	[resource, suffix] := split(s, ".")
+} else := s
+
+# _granting lists the scopes that grant the route's access: precomputed in the route index
+# for the table's routes, public only for the rest.
+_granting := route.grants[access] if {
+	route.grants
+} else := ["public", concat(".", ["public", access])]
 
 scope_ok if guest_ok
 
 guest_ok if {
-	scopes.has_bare(input.key.scopes, "guest")
+	"guest" in input.key.scopes
 	route.guest.role_param
-	route.bound[route.guest.role_param] in object.get(input, ["user", "groups"], [])
+	bound[route.guest.role_param] in object.get(input, ["user", "groups"], [])
 }
 
 # Every value of the guest query parameter must qualify, not just one: a server reading the
 # first of several `channel` values must not be handed a channel the guest may not use.
 guest_ok if {
-	scopes.has_bare(input.key.scopes, "guest")
+	"guest" in input.key.scopes
 	values := object.get(input.request, ["query", route.guest.query], [])
 	count(values) > 0
 	every value in values {
@@ -121,7 +134,7 @@ scope_message := msg if {
 } else := sprintf("missing scope: %s", [concat(" or ", [sprintf("%s.%s", [s, access]) | some s in _required])])
 
 guest_route_for_guest if {
-	scopes.has_bare(input.key.scopes, "guest")
+	"guest" in input.key.scopes
 	route.guest
 }
 
@@ -132,7 +145,7 @@ gate_ok if level >= gate_min[gate]
 
 gate_ok if {
 	gate == "admin_or_self"
-	route.bound[route.self_param] == input.user.id
+	bound[route.self_param] == input.user.id
 }
 
 gate_message := sprintf("requires %s permissions", [gate]) if gate != "admin_or_self"

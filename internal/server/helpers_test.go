@@ -1,0 +1,166 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyauthz/keyauthz/internal/keys"
+	"github.com/keyauthz/keyauthz/internal/opa"
+	"github.com/keyauthz/keyauthz/internal/server"
+)
+
+// fixture is a keyauthz server on loopback over a real on-disk Badger store and the built-in
+// policy, seeded with the keys of the seed document's examples.
+type fixture struct {
+	URL   string
+	Store *keys.Store
+	Debug *syncBuffer // the debug log (slog JSON, level debug)
+
+	decisionLog *syncBuffer
+
+	Domain, OtherDomain   *keys.Domain
+	PanelUser, AdminUser  *keys.User
+	Booking, Kiosk, Admin string // plaintext keys
+	Other, Expired        string
+	BookingKey            *keys.APIKey
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's writes and the test's reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func newSyncBuffer() *syncBuffer { return &syncBuffer{} }
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx := t.Context()
+	store, err := keys.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	b, err := opa.Builtin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := opa.New(ctx, b, opa.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{Store: store, Debug: newSyncBuffer()}
+	f.Domain = &keys.Domain{Name: "localhost", Domain: "localhost"}
+	f.OtherDomain = &keys.Domain{Name: "other", Domain: "other.example"}
+	for _, d := range []*keys.Domain{f.Domain, f.OtherDomain} {
+		if err := store.CreateDomain(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.PanelUser = &keys.User{AuthorityID: f.Domain.ID, Name: "panel", Email: "panel@localhost"}
+	f.AdminUser = &keys.User{AuthorityID: f.Domain.ID, Name: "admin", Email: "admin@localhost", SysAdmin: true, Support: true}
+	otherUser := &keys.User{AuthorityID: f.OtherDomain.ID, Name: "other", Email: "o@other.example", SysAdmin: true}
+	for _, u := range []*keys.User{f.PanelUser, f.AdminUser, otherUser} {
+		if err := store.CreateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk := func(k *keys.APIKey) string {
+		t.Helper()
+		s, err := store.CreateKey(ctx, k)
+		if err != nil {
+			t.Fatalf("create key %s: %v", k.Name, err)
+		}
+		return string(s)
+	}
+	f.BookingKey = &keys.APIKey{Name: "booking panel", UserID: f.PanelUser.ID,
+		Scopes: []string{"users.read", "systems.read", "control", "zones.read", "metadata.read"}}
+	f.Booking = mk(f.BookingKey)
+	f.Kiosk = mk(&keys.APIKey{Name: "map kiosk", UserID: f.PanelUser.ID, Scopes: []string{"public.read"}})
+	f.Admin = mk(&keys.APIKey{Name: "admin", UserID: f.AdminUser.ID, Scopes: []string{"api_keys", "public"}, Permissions: keys.PermissionAdmin})
+	f.Other = mk(&keys.APIKey{Name: "other", UserID: otherUser.ID, Scopes: []string{"public"}, Permissions: keys.PermissionAdmin})
+	soon := time.Now().Add(time.Minute).Unix()
+	f.Expired = mk(&keys.APIKey{Name: "expiring", UserID: f.PanelUser.ID, Scopes: []string{"public"}, ExpiresAt: &soon})
+
+	logBuf := newSyncBuffer()
+	logger := slog.New(slog.NewJSONHandler(f.Debug, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv := server.New(server.Deps{
+		Logger:      logger,
+		Store:       store,
+		Engine:      eng,
+		DecisionLog: server.NewDecisionLogger(logBuf),
+		Version:     "test",
+		// The server's clock runs an hour ahead, so that the "expiring" key is expired.
+		Now: func() time.Time { return time.Now().Add(time.Hour) },
+	})
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	f.URL = ts.URL
+	f.decisionLog = logBuf
+	return f
+}
+
+func (f *fixture) DecisionLog() string { return f.decisionLog.String() }
+
+// send performs req and returns the status, body and headers; it never follows redirects.
+func send(t *testing.T, req *http.Request) (int, []byte, http.Header) {
+	t.Helper()
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, body, resp.Header
+}
+
+func newRequest(t *testing.T, method, url string, body any) *http.Request {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		buf, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(buf)
+	}
+	req, err := http.NewRequestWithContext(context.WithoutCancel(t.Context()), method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req
+}

@@ -1,0 +1,333 @@
+// Package gateway tests keyauthz behind a real gateway (nginx auth_request): the binary as a
+// user runs it, the configuration of docs/gateways.md, and a recording upstream.
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"text/template"
+	"time"
+)
+
+var binary string // the keyauthz binary, built once by TestMain
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "keyauthz-gateway-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "keyauthz")
+	if out, err := exec.Command("go", "build", "-o", binary, "../../cmd/keyauthz").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// syncBuffer collects a process's output for the test to read.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// keyauthz is a running `keyauthz serve` process.
+type keyauthz struct {
+	URL      string // http://127.0.0.1:PORT
+	Addr     string // 127.0.0.1:PORT
+	DataDir  string
+	AdminKey string
+	Stdout   *syncBuffer
+	Stderr   *syncBuffer
+}
+
+// startKeyauthz runs `keyauthz serve --addr 127.0.0.1:0 --data-dir DIR extra...`, reads the
+// address from its "listening on" line and the bootstrap key from DIR/bootstrap.key. The
+// process gets SIGTERM at cleanup.
+func startKeyauthz(tb testing.TB, extra ...string) *keyauthz {
+	tb.Helper()
+	k := &keyauthz{DataDir: tb.TempDir(), Stdout: &syncBuffer{}, Stderr: &syncBuffer{}}
+	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", k.DataDir}, extra...)
+	cmd := exec.Command(binary, args...)
+	cmd.Env = os.Environ()
+	cmd.Stderr = k.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	done := make(chan struct{})
+	tb.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sent := false
+		for sc.Scan() {
+			line := sc.Text()
+			_, _ = k.Stdout.Write([]byte(line + "\n"))
+			if _, url, ok := strings.Cut(line, "listening on "); ok && !sent {
+				found <- url
+				sent = true
+			}
+		}
+		if !sent {
+			close(found)
+		}
+		_ = cmd.Wait()
+		close(done)
+	}()
+	select {
+	case url, ok := <-found:
+		if !ok {
+			tb.Fatalf("keyauthz exited before listening; stderr:\n%s", k.Stderr)
+		}
+		k.URL = url
+		k.Addr = strings.TrimPrefix(url, "http://")
+	case <-time.After(60 * time.Second):
+		tb.Fatalf("keyauthz did not listen within 60s; stderr:\n%s", k.Stderr)
+	}
+	key, err := os.ReadFile(filepath.Join(k.DataDir, "bootstrap.key"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	k.AdminKey = strings.TrimSpace(string(key))
+	return k
+}
+
+// call sends a JSON request to keyauthz's admin API with key and decodes the JSON answer.
+func call(tb testing.TB, method, url, key string, body, out any) int {
+	tb.Helper()
+	var rd io.Reader
+	if body != nil {
+		buf, err := json.Marshal(body)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		rd = bytes.NewReader(buf)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Host = "localhost"
+	req.Header.Set("X-API-Key", key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			tb.Fatalf("%s %s: %d %s: %v", method, url, resp.StatusCode, raw, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+type createdKey struct {
+	ID     string `json:"id"`
+	Key    string `json:"x_api_key"`
+	UserID string `json:"user_id"`
+}
+
+// createPanelKey creates, through the admin API, a user and a booking-panel key for it.
+func createPanelKey(tb testing.TB, k *keyauthz, name string) createdKey {
+	tb.Helper()
+	var domains []struct {
+		ID     string `json:"id"`
+		Domain string `json:"domain"`
+	}
+	if st := call(tb, "GET", k.URL+"/api/engine/v2/domains", k.AdminKey, nil, &domains); st != 200 || len(domains) == 0 {
+		tb.Fatalf("list domains: %d %v", st, domains)
+	}
+	var user struct {
+		ID string `json:"id"`
+	}
+	if st := call(tb, "POST", k.URL+"/api/engine/v2/users", k.AdminKey, map[string]any{
+		"authority_id": domains[0].ID, "name": name, "email": name + "@localhost",
+	}, &user); st != 201 {
+		tb.Fatalf("create user: %d", st)
+	}
+	var key createdKey
+	if st := call(tb, "POST", k.URL+"/api/engine/v2/api_keys", k.AdminKey, map[string]any{
+		"name": name, "user_id": user.ID, "permissions": "user",
+		"scopes": []string{"users.read", "systems.read", "control", "zones.read", "metadata.read"},
+	}, &key); st != 201 || key.Key == "" {
+		tb.Fatalf("create key: %d", st)
+	}
+	return key
+}
+
+// upstream is the application behind the gateway: it records what reaches it.
+type upstream struct {
+	URL  string
+	mu   sync.Mutex
+	seen []seenRequest
+}
+
+type seenRequest struct {
+	Method, URI, UserID, KeyID string
+}
+
+func startUpstream(tb testing.TB) *upstream {
+	tb.Helper()
+	u := &upstream{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.seen = append(u.seen, seenRequest{r.Method, r.RequestURI, r.Header.Get("X-Auth-User-Id"), r.Header.Get("X-Auth-Key-Id")})
+		u.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"upstream":true}`)
+	}))
+	tb.Cleanup(srv.Close)
+	u.URL = srv.URL
+	return u
+}
+
+func (u *upstream) requests() []seenRequest {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]seenRequest(nil), u.seen...)
+}
+
+// nginxConf is the configuration of docs/gateways.md, with test paths filled in.
+//
+//go:embed nginx.conf.tmpl
+var nginxConfTemplate string
+
+type nginxParams struct {
+	Prefix   string // a folder for logs, temp files and the pid
+	User     string // "root" when running as root, else ""
+	Listen   string // 127.0.0.1:PORT
+	Keyauthz string // keyauthz's host:port
+	Upstream string // the application's host:port
+}
+
+// nginxBinary returns the nginx executable, or skips when it is missing outside CI.
+func nginxBinary(tb testing.TB) string {
+	tb.Helper()
+	path, err := exec.LookPath("nginx")
+	if err == nil {
+		return path
+	}
+	for _, p := range []string{"/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		tb.Fatalf("nginx is not installed, and CI=%s: the gateway test must run in CI", os.Getenv("CI"))
+	}
+	tb.Skip("nginx is not installed (install it, or set CI=true to make this a failure)")
+	return ""
+}
+
+// startNginx writes the configuration into a temp folder and runs nginx in the foreground; it
+// returns nginx's base URL once it accepts connections.
+func startNginx(tb testing.TB, keyauthzAddr, upstreamURL string) string {
+	tb.Helper()
+	bin := nginxBinary(tb)
+	prefix := tb.TempDir()
+	p := nginxParams{Prefix: prefix, Listen: freePort(tb), Keyauthz: keyauthzAddr, Upstream: strings.TrimPrefix(upstreamURL, "http://")}
+	if os.Geteuid() == 0 {
+		p.User = "root" // workers must reach the temp folders owned by this user
+	}
+	var conf bytes.Buffer
+	if err := template.Must(template.New("nginx").Parse(nginxConfTemplate)).Execute(&conf, p); err != nil {
+		tb.Fatal(err)
+	}
+	confPath := filepath.Join(prefix, "nginx.conf")
+	if err := os.WriteFile(confPath, conf.Bytes(), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	out := &syncBuffer{}
+	cmd := exec.Command(bin, "-p", prefix, "-c", confPath, "-e", filepath.Join(prefix, "error.log"), "-g", "daemon off;")
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	tb.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGQUIT) // graceful stop of master and workers
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if tb.Failed() {
+			errLog, _ := os.ReadFile(filepath.Join(prefix, "error.log"))
+			tb.Logf("nginx output:\n%s\nerror.log:\n%s", out, errLog)
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		select {
+		case <-exited:
+			errLog, _ := os.ReadFile(filepath.Join(prefix, "error.log"))
+			tb.Fatalf("nginx exited:\n%s\n%s\nconfig:\n%s", out, errLog, conf.String())
+		default:
+		}
+		c, err := net.DialTimeout("tcp", p.Listen, 200*time.Millisecond)
+		if err == nil {
+			_ = c.Close()
+			return "http://" + p.Listen
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("nginx did not listen on %s: %v\n%s", p.Listen, err, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func freePort(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
+}
