@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -113,46 +112,6 @@ func (ts *testServer) Stop(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Errorf("server did not stop within 30s")
 	}
-}
-
-// do sends a request with an optional JSON body and the X-API-Key header (when key != "") and
-// returns the status, the body and the response headers.
-func (ts *testServer) do(t *testing.T, method, path, key string, body any) (int, []byte, http.Header) {
-	t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	case []byte:
-		rd = bytes.NewReader(b)
-	default:
-		buf, err := json.Marshal(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(buf)
-	}
-	req, err := http.NewRequestWithContext(t.Context(), method, ts.URL+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if key != "" {
-		req.Header.Set("X-API-Key", key)
-	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, out, resp.Header
 }
 
 // buildBinary builds keyauthz once per test binary run, for tests that need a separate process

@@ -39,7 +39,8 @@ func startProcess(t *testing.T, dataDir string, extra ...string) *proc {
 	}
 	pr, pw := io.Pipe()
 	ts := &testServer{DataDir: dataDir, Stderr: &syncBuffer{}, Stdout: &syncBuffer{}}
-	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir}, extra...)...)
+	// --eval-timeout: see newWorld.
+	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--eval-timeout", "10s"}, extra...)...)
 	cmd.Stdout = io.MultiWriter(pw, ts.Stdout)
 	cmd.Stderr = ts.Stderr
 	cmd.Env = []string{} // no KEYAUTHZ_* from the test's environment
@@ -277,9 +278,9 @@ func TestServeConfigErrors(t *testing.T) {
 		{"policy-dir with bundle, and a bad addr",
 			[]string{"--policy-dir", "p", "--bundle", "b.tar.gz", "--addr", "nonsense"},
 			nil, []string{"--policy-dir and --bundle are exclusive", `--addr "nonsense"`}},
-		{"four problems",
-			[]string{"--addr", ":x:y", "--log-level", "loud", "--shutdown-timeout", "0s", "--bootstrap-domain", "not a host", "--verification-key", "k.pem"},
-			nil, []string{`--addr ":x:y"`, `--log-level "loud"`, "--shutdown-timeout must be positive", `--bootstrap-domain "not a host"`, "--verification-key needs --bundle"}},
+		{"six problems at once",
+			[]string{"--addr", ":x:y", "--log-level", "loud", "--shutdown-timeout", "0s", "--eval-timeout", "-1s", "--bootstrap-domain", "not a host", "--verification-key", "k.pem"},
+			nil, []string{`--addr ":x:y"`, `--log-level "loud"`, "--shutdown-timeout must be positive", "--eval-timeout must be positive", `--bootstrap-domain "not a host"`, "--verification-key needs --bundle"}},
 		{"empty data dir", []string{"--data-dir", ""}, nil, []string{"--data-dir must not be empty"}},
 		{"stray argument", []string{"--check", "extra"}, nil, []string{`unexpected arguments: ["extra"]`}},
 		{"bad environment", nil,
@@ -333,6 +334,7 @@ func TestServeEnvironment(t *testing.T) {
 			"KEYAUTHZ_DATA_DIR":         dir,
 			"KEYAUTHZ_BOOTSTRAP_DOMAIN": "Panels.Example",
 			"KEYAUTHZ_LOG_LEVEL":        "debug",
+			"KEYAUTHZ_EVAL_TIMEOUT":     "10s",
 		}, "serve")
 		if !strings.HasPrefix(ts.URL, "http://127.0.0.1:") {
 			t.Errorf("listening on %s, want 127.0.0.1 from KEYAUTHZ_ADDR", ts.URL)
@@ -352,10 +354,11 @@ func TestServeEnvironment(t *testing.T) {
 	t.Run("flags override env", func(t *testing.T) {
 		envDir, flagDir := t.TempDir(), t.TempDir()
 		ts := startServerEnv(t, map[string]string{
-			"KEYAUTHZ_ADDR":      "127.0.0.1:1", // would fail to bind
-			"KEYAUTHZ_DATA_DIR":  envDir,
-			"KEYAUTHZ_LOG_LEVEL": "debug",
-		}, "serve", "--addr", "127.0.0.1:0", "--data-dir", flagDir, "--log-level", "warn")
+			"KEYAUTHZ_ADDR":         "127.0.0.1:1", // would fail to bind
+			"KEYAUTHZ_DATA_DIR":     envDir,
+			"KEYAUTHZ_LOG_LEVEL":    "debug",
+			"KEYAUTHZ_EVAL_TIMEOUT": "1ns", // overridden below
+		}, "serve", "--addr", "127.0.0.1:0", "--data-dir", flagDir, "--log-level", "warn", "--eval-timeout", "10s")
 		if _, err := os.Stat(filepath.Join(flagDir, "bootstrap.key")); err != nil {
 			t.Errorf("no bootstrap key in --data-dir: %v", err)
 		}
@@ -363,7 +366,9 @@ func TestServeEnvironment(t *testing.T) {
 			t.Errorf("KEYAUTHZ_DATA_DIR was used although --data-dir was given: %v", entries)
 		}
 		key, _ := os.ReadFile(filepath.Join(flagDir, "bootstrap.key"))
-		ts.must(t, call{method: "GET", path: inspectRoute, key: strings.TrimSpace(string(key))})
+		if r := ts.must(t, call{method: "GET", path: inspectRoute, key: strings.TrimSpace(string(key))}); r.status != http.StatusOK {
+			t.Errorf("inspect: %d %s", r.status, r.body)
+		}
 		if strings.Contains(ts.Stderr.String(), `"level":"INFO"`) || strings.Contains(ts.Stderr.String(), `"level":"DEBUG"`) {
 			t.Errorf("--log-level warn did not override KEYAUTHZ_LOG_LEVEL=debug:\n%s", ts.Stderr)
 		}

@@ -27,7 +27,7 @@ func newPolicyLoader(ctx context.Context, cfg Config, logger *slog.Logger) (*pol
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	engine, err := opa.New(ctx, b, opa.Options{Logger: logger})
+	engine, err := opa.New(ctx, b, opa.Options{Logger: logger, Timeout: cfg.EvalTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: %w", policyName(cfg), err)
 	}

@@ -15,6 +15,7 @@ const usage = `keyauthz: API-key authorization for HTTP APIs
 
 Usage:
   keyauthz [serve] [flags]     run the service (the default; keyauthz serve -h for flags)
+  keyauthz keys ...            create, list, show and delete keys over the admin API
   keyauthz decide ...          decide one request from the command line (keyauthz decide -h)
   keyauthz version             print the version
 `
@@ -29,6 +30,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch cmd {
 	case "serve":
 		return runServe(ctx, args, getenv, stdout, stderr)
+	case "keys":
+		return runKeys(ctx, args, getenv, stdout, stderr)
 	case "decide":
 		return runDecide(ctx, args, getenv, stdout, stderr)
 	case "version":

@@ -18,6 +18,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/bundle"
 
 	"github.com/keyauthz/keyauthz/internal/keys"
+	"github.com/keyauthz/keyauthz/internal/opa"
 	"github.com/keyauthz/keyauthz/internal/server"
 )
 
@@ -33,6 +34,7 @@ type Config struct {
 	LogLevel        string
 	DecisionLog     string
 	ShutdownTimeout time.Duration
+	EvalTimeout     time.Duration
 	Check           bool
 }
 
@@ -44,6 +46,7 @@ func DefaultConfig() Config {
 		BootstrapDomain: "localhost",
 		LogLevel:        "info",
 		ShutdownTimeout: 10 * time.Second,
+		EvalTimeout:     opa.DefaultTimeout,
 	}
 }
 
@@ -60,6 +63,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&cfg.DecisionLog, "decision-log", "", "write one JSON line per decision to this file (\"-\" for stdout)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may take to finish on shutdown")
+	fs.DurationVar(&cfg.EvalTimeout, "eval-timeout", cfg.EvalTimeout, "longest one policy evaluation may take; a slower one is a deny (500)")
 	fs.BoolVar(&cfg.Check, "check", false, "validate the configuration and the policy, then exit")
 	// Environment first, so that flags given on the command line override it.
 	var envErrs []error
@@ -103,6 +107,9 @@ func (cfg Config) Validate() []error {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--shutdown-timeout must be positive"))
+	}
+	if cfg.EvalTimeout <= 0 {
+		errs = append(errs, errors.New("--eval-timeout must be positive"))
 	}
 	return errs
 }
