@@ -1,0 +1,182 @@
+package authz
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/keyauthz/keyauthz/internal/keys"
+	"github.com/keyauthz/keyauthz/internal/opa"
+)
+
+func TestCredential(t *testing.T) {
+	tests := []struct {
+		note   string
+		header http.Header
+		query  url.Values
+		want   [3]any // key, source, present
+	}{
+		{"none", http.Header{}, url.Values{}, [3]any{"", "", false}},
+		{"header", http.Header{"X-Api-Key": {"h"}}, url.Values{}, [3]any{"h", SourceHeader, true}},
+		{"empty header counts", http.Header{"X-Api-Key": {""}}, url.Values{"api-key": {"q"}}, [3]any{"", SourceHeader, true}},
+		{"header before query", http.Header{"X-Api-Key": {"h"}}, url.Values{"api-key": {"q"}}, [3]any{"h", SourceHeader, true}},
+		{"query", http.Header{}, url.Values{"api-key": {"q", "q2"}}, [3]any{"q", SourceQuery, true}},
+		{"empty query counts", http.Header{"Cookie": {"api-key=c"}}, url.Values{"api-key": {""}}, [3]any{"", SourceQuery, true}},
+		{"query before cookie", http.Header{"Cookie": {"api-key=c"}}, url.Values{"api-key": {"q"}}, [3]any{"q", SourceQuery, true}},
+		{"cookie", http.Header{"Cookie": {"a=b; api-key=c"}}, url.Values{}, [3]any{"c", SourceCookie, true}},
+		{"other cookie only", http.Header{"Cookie": {"a=b"}}, url.Values{}, [3]any{"", "", false}},
+		{"other query only", http.Header{}, url.Values{"api_key": {"x"}}, [3]any{"", "", false}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.note, func(t *testing.T) {
+			k, s, p := Credential(tc.header, tc.query)
+			if diff := cmp.Diff(tc.want, [3]any{k, s, p}); diff != "" {
+				t.Errorf("Credential (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestRequestParts(t *testing.T) {
+	hosts := map[string]string{
+		"localhost":        "localhost",
+		"LocalHost:8080":   "localhost",
+		"[::1]:8080":       "::1",
+		"acme.example.com": "acme.example.com",
+		"":                 "",
+	}
+	for in, want := range hosts {
+		if got := Hostname(in); got != want {
+			t.Errorf("Hostname(%q) = %q, want %q", in, got, want)
+		}
+	}
+	ids := map[string]string{
+		"0123456789abcdef0123456789abcdef.secret": "0123456789abcdef0123456789abcdef",
+		"0123456789ABCDEF0123456789abcdef.secret": "",
+		"short.secret":                     "",
+		"0123456789abcdef0123456789abcdef": "",
+	}
+	for in, want := range ids {
+		if got := KeyID(in); got != want {
+			t.Errorf("KeyID(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := Protocol(http.Header{"Upgrade": {"WebSocket"}}); got != "websocket" {
+		t.Errorf("Protocol(Upgrade: WebSocket) = %q", got)
+	}
+	if got := Protocol(http.Header{}); got != "http" {
+		t.Errorf("Protocol() = %q", got)
+	}
+}
+
+// TestAuthorize drives the credential path with a real (in-memory) store and the real built-in
+// policy: what the policy sees, and the denials Go decides itself.
+func TestAuthorize(t *testing.T) {
+	ctx := t.Context()
+	store, err := keys.OpenInMemory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	b, err := opa.Builtin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, err := opa.New(ctx, b, opa.Options{Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &keys.Domain{Name: "Acme", Domain: "acme.example.com"}
+	must(t, store.CreateDomain(ctx, d))
+	u := &keys.User{AuthorityID: d.ID, Name: "Panel", Email: "panel@acme.example.com", Groups: []string{"sys-1"}}
+	must(t, store.CreateUser(ctx, u))
+	k := &keys.APIKey{Name: "panel", UserID: u.ID, Scopes: []string{"systems.read", "control"}}
+	secret, err := store.CreateKey(ctx, k)
+	must(t, err)
+	soon := time.Now().Add(time.Hour).Unix()
+	expiring := &keys.APIKey{Name: "expiring", UserID: u.ID, Scopes: []string{"public"}, ExpiresAt: &soon}
+	expiringSecret, err := store.CreateKey(ctx, expiring)
+	must(t, err)
+
+	later := func() time.Time { return time.Now().Add(2 * time.Hour) }
+	a := &Authorizer{Store: store, Engine: engine}
+	key := string(secret)
+	tests := []struct {
+		note    string
+		req     Request
+		now     func() time.Time
+		want    opa.Decision
+		wantKey string
+	}{
+		{
+			note: "allowed, key from the query, which the policy does not see",
+			req:  Request{Method: "get", URI: "/api/engine/v2/systems/sys-1?api-key=" + url.QueryEscape(key) + "&x=1", Host: "ACME.example.com:443", Header: http.Header{}},
+			want: opa.Decision{Allow: true, Status: 200, Message: "allowed", Route: opa.Route{Resource: "systems", Access: "read", Gate: "none"}, Permissions: "user"},
+			wantKey: k.ID,
+		},
+		{
+			note: "dot segments are resolved before the policy judges",
+			req:  Request{Method: "GET", URI: "/api/engine/v2/systems/%2e%2e/api_keys", Host: "acme.example.com", Header: http.Header{"X-Api-Key": {key}}},
+			want: opa.Decision{Status: 403, Message: "missing scope: api_keys.read or public.read", Route: opa.Route{Resource: "api_keys", Access: "read", Gate: "admin"}, Permissions: "user"},
+			wantKey: k.ID,
+		},
+		{
+			note: "websocket upgrade on the control route needs write",
+			req:  Request{Method: "GET", URI: "/api/engine/v2/systems/control", Host: "acme.example.com", Header: http.Header{"X-Api-Key": {key}, "Upgrade": {"websocket"}}},
+			want: opa.Decision{Allow: true, Status: 200, Message: "allowed", Route: opa.Route{Resource: "control", Access: "write", Gate: "none"}, Permissions: "user"},
+			wantKey: k.ID,
+		},
+		{
+			note: "unknown key",
+			req:  Request{Method: "GET", URI: "/", Host: "acme.example.com", Header: http.Header{"X-Api-Key": {"0123456789abcdef0123456789abcdef.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}}},
+			want: opa.Decision{Status: 401, Message: MsgUnknownKey},
+		},
+		{
+			note: "malformed key",
+			req:  Request{Method: "GET", URI: "/", Host: "acme.example.com", Header: http.Header{"X-Api-Key": {key + "\x00"}}},
+			want: opa.Decision{Status: 401, Message: MsgUnknownKey},
+		},
+		{
+			note: "expired key",
+			req:  Request{Method: "GET", URI: "/", Host: "acme.example.com", Header: http.Header{"Cookie": {"api-key=" + string(expiringSecret)}}},
+			now:  later,
+			want: opa.Decision{Status: 401, Message: MsgExpiredKey},
+		},
+		{
+			note: "no domain for the host",
+			req:  Request{Method: "GET", URI: "/api/engine/v2/systems", Host: "other.example.com", Header: http.Header{"X-Api-Key": {key}}},
+			want: opa.Decision{Status: 401, Message: "authority not found", Route: opa.Route{Resource: "systems", Access: "read", Gate: "none"}, Permissions: "user"},
+			wantKey: k.ID,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.note, func(t *testing.T) {
+			a.Now = tc.now
+			res := a.Authorize(context.Background(), tc.req)
+			if diff := cmp.Diff(tc.want, res.Decision); diff != "" {
+				t.Errorf("decision (-want +got):\n%s", diff)
+			}
+			gotKey := ""
+			if res.Key != nil {
+				gotKey = res.Key.ID
+			}
+			if gotKey != tc.wantKey {
+				t.Errorf("key %q, want %q", gotKey, tc.wantKey)
+			}
+			if _, ok := res.Input.Request.Query[KeyParam]; ok {
+				t.Errorf("the policy input holds the api-key parameter: %v", res.Input.Request.Query)
+			}
+		})
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
