@@ -113,21 +113,21 @@ func TestAuthorize(t *testing.T) {
 		wantKey string
 	}{
 		{
-			note: "allowed, key from the query, which the policy does not see",
-			req:  Request{Method: "get", URI: "/api/engine/v2/systems/sys-1?api-key=" + url.QueryEscape(key) + "&x=1", Host: "ACME.example.com:443", Header: http.Header{}},
-			want: opa.Decision{Allow: true, Status: 200, Message: "allowed", Route: opa.Route{Resource: "systems", Access: "read", Gate: "none"}, Permissions: "user"},
+			note:    "allowed, key from the query, which the policy does not see",
+			req:     Request{Method: "get", URI: "/api/engine/v2/systems/sys-1?api-key=" + url.QueryEscape(key) + "&x=1", Host: "ACME.example.com:443", Header: http.Header{}},
+			want:    opa.Decision{Allow: true, Status: 200, Message: "allowed", Route: opa.Route{Resource: "systems", Access: "read", Gate: "none"}, Permissions: "user"},
 			wantKey: k.ID,
 		},
 		{
-			note: "dot segments are resolved before the policy judges",
-			req:  Request{Method: "GET", URI: "/api/engine/v2/systems/%2e%2e/api_keys", Host: "acme.example.com", Header: http.Header{"X-Api-Key": {key}}},
-			want: opa.Decision{Status: 403, Message: "missing scope: api_keys.read or public.read", Route: opa.Route{Resource: "api_keys", Access: "read", Gate: "admin"}, Permissions: "user"},
+			note:    "dot segments are resolved before the policy judges",
+			req:     Request{Method: "GET", URI: "/api/engine/v2/systems/%2e%2e/api_keys", Host: "acme.example.com", Header: http.Header{"X-Api-Key": {key}}},
+			want:    opa.Decision{Status: 403, Message: "missing scope: api_keys.read or public.read", Route: opa.Route{Resource: "api_keys", Access: "read", Gate: "admin"}, Permissions: "user"},
 			wantKey: k.ID,
 		},
 		{
-			note: "websocket upgrade on the control route needs write",
-			req:  Request{Method: "GET", URI: "/api/engine/v2/systems/control", Host: "acme.example.com", Header: http.Header{"X-Api-Key": {key}, "Upgrade": {"websocket"}}},
-			want: opa.Decision{Allow: true, Status: 200, Message: "allowed", Route: opa.Route{Resource: "control", Access: "write", Gate: "none"}, Permissions: "user"},
+			note:    "websocket upgrade on the control route needs write",
+			req:     Request{Method: "GET", URI: "/api/engine/v2/systems/control", Host: "acme.example.com", Header: http.Header{"X-Api-Key": {key}, "Upgrade": {"websocket"}}},
+			want:    opa.Decision{Allow: true, Status: 200, Message: "allowed", Route: opa.Route{Resource: "control", Access: "write", Gate: "none"}, Permissions: "user"},
 			wantKey: k.ID,
 		},
 		{
@@ -147,9 +147,9 @@ func TestAuthorize(t *testing.T) {
 			want: opa.Decision{Status: 401, Message: MsgExpiredKey},
 		},
 		{
-			note: "no domain for the host",
-			req:  Request{Method: "GET", URI: "/api/engine/v2/systems", Host: "other.example.com", Header: http.Header{"X-Api-Key": {key}}},
-			want: opa.Decision{Status: 401, Message: "authority not found", Route: opa.Route{Resource: "systems", Access: "read", Gate: "none"}, Permissions: "user"},
+			note:    "no domain for the host",
+			req:     Request{Method: "GET", URI: "/api/engine/v2/systems", Host: "other.example.com", Header: http.Header{"X-Api-Key": {key}}},
+			want:    opa.Decision{Status: 401, Message: "authority not found", Route: opa.Route{Resource: "systems", Access: "read", Gate: "none"}, Permissions: "user"},
 			wantKey: k.ID,
 		},
 	}
