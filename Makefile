@@ -29,5 +29,8 @@ fuzz: ## run each fuzz target for 30s
 	$(GO) test -run XXX -fuzz FuzzNormalizePath -fuzztime 30s ./internal/opa/
 	$(GO) test -run XXX -fuzz FuzzParseKey -fuzztime 30s ./internal/keys/
 
+bundle: ## build the policy bundle ./keyauthz.tar.gz (revision: a content hash)
+	$(GO) run ./cmd/keyauthz bundle build -o keyauthz.tar.gz
+
 bench: ## benchmarks with allocations
 	$(GO) test -run XXX -bench . -benchmem ./...

@@ -5,63 +5,100 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/bundle"
 
 	"github.com/keyauthz/keyauthz/internal/opa"
 )
 
-// policyLoader owns the engine and where its policy comes from: the built-in policy, a folder
-// (--policy-dir) or a bundle (--bundle).
-type policyLoader struct {
-	engine *opa.Engine
-	logger *slog.Logger
+// policyPollInterval is how often a --bundle or --policy-dir source is checked for changes.
+const policyPollInterval = time.Second
 
-	mu      sync.RWMutex
-	scopes  []string
-	lastErr error
+// policyLoader owns the engine and where its policy comes from: the built-in policy, a folder
+// (--policy-dir) or a bundle (--bundle). A folder or bundle is watched: when it changes it is
+// loaded, compiled and prepared aside and swapped in atomically; a broken one keeps the last
+// good policy serving and makes Health report why until a good one arrives.
+type policyLoader struct {
+	engine   *opa.Engine
+	reloader *opa.Reloader
+	logger   *slog.Logger
+
+	mu     sync.RWMutex
+	scopes []string
+
+	stop context.CancelFunc
+	done chan struct{}
 }
 
+// newPolicyLoader loads the configured policy and, for a folder or a bundle, starts watching
+// it. It returns an error, and no loader, when there is no good policy to start with.
 func newPolicyLoader(ctx context.Context, cfg Config, logger *slog.Logger) (*policyLoader, error) {
-	b, err := loadPolicy(cfg)
+	src, err := policySource(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	engine, err := opa.New(ctx, b, opa.Options{Logger: logger, Timeout: cfg.EvalTimeout})
+	p := &policyLoader{logger: logger, done: make(chan struct{})}
+	r, err := opa.NewReloader(ctx, src, opa.ReloaderOptions{
+		Engine: opa.Options{Logger: logger, Timeout: cfg.EvalTimeout},
+		Logger: logger,
+		OnLoad: p.loaded,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("policy %s: %w", policyName(cfg), err)
+		return nil, fmt.Errorf("policy %s: %w", src, err)
 	}
-	return &policyLoader{engine: engine, logger: logger, scopes: scopeNames(b)}, nil
+	p.reloader, p.engine = r, r.Engine()
+	if cfg.Bundle != "" && cfg.VerificationKey == "" {
+		logger.Warn("bundle signatures are not checked: no --verification-key", "bundle", cfg.Bundle)
+	}
+	watchCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	p.stop = stop
+	if !src.Watched() || cfg.Check {
+		close(p.done)
+		return p, nil
+	}
+	go func() {
+		defer close(p.done)
+		r.Run(watchCtx, policyPollInterval)
+	}()
+	logger.Info("watching the policy", "source", src.String(), "revision", p.engine.Revision())
+	return p, nil
 }
 
-func loadPolicy(cfg Config) (*bundle.Bundle, error) {
-	switch {
-	case cfg.Bundle != "":
-		return opa.LoadBundle(cfg.Bundle)
-	case cfg.PolicyDir != "":
-		return opa.LoadDir(cfg.PolicyDir)
-	default:
-		return opa.Builtin()
+// policySource says where cfg's policy comes from, with the bundle verification settings of
+// --verification-key and --verification-alg.
+func policySource(cfg Config) (opa.Source, error) {
+	src := opa.Source{Bundle: cfg.Bundle, PolicyDir: cfg.PolicyDir}
+	if cfg.VerificationKey != "" {
+		vc, err := opa.NewVerification(cfg.VerificationKey, cfg.VerificationAlg)
+		if err != nil {
+			return src, err
+		}
+		src.Verification = vc
 	}
+	return src, nil
+}
+
+// loadPolicy loads cfg's policy once, unverified (keyauthz decide).
+func loadPolicy(cfg Config) (*bundle.Bundle, error) {
+	return opa.Source{Bundle: cfg.Bundle, PolicyDir: cfg.PolicyDir}.Load()
 }
 
 func policyName(cfg Config) string {
-	switch {
-	case cfg.Bundle != "":
-		return "bundle " + cfg.Bundle
-	case cfg.PolicyDir != "":
-		return "folder " + cfg.PolicyDir
-	default:
-		return "built-in"
-	}
+	return opa.Source{Bundle: cfg.Bundle, PolicyDir: cfg.PolicyDir}.String()
 }
 
-// Health is nil while the last policy load succeeded.
-func (p *policyLoader) Health() error {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	return p.lastErr
+// loaded is called with every policy the engine starts serving.
+func (p *policyLoader) loaded(b *bundle.Bundle) {
+	scopes := scopeNames(b)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.scopes = scopes
 }
+
+// Health is nil while the last policy load succeeded; else it says which source failed, why,
+// and which revision still serves.
+func (p *policyLoader) Health() error { return p.reloader.Err() }
 
 // Scopes lists the scope names of the active route table.
 func (p *policyLoader) Scopes() []string {
@@ -70,5 +107,8 @@ func (p *policyLoader) Scopes() []string {
 	return p.scopes
 }
 
-// Close stops watching the policy source.
-func (p *policyLoader) Close() {}
+// Close stops watching the policy source and waits for a reload in progress to finish.
+func (p *policyLoader) Close() {
+	p.stop()
+	<-p.done
+}

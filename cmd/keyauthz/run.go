@@ -17,6 +17,7 @@ Usage:
   keyauthz [serve] [flags]     run the service (the default; keyauthz serve -h for flags)
   keyauthz keys ...            create, list, show and delete keys over the admin API
   keyauthz decide ...          decide one request from the command line (keyauthz decide -h)
+  keyauthz bundle build ...    build the policy as an OPA bundle, optionally signed (keyauthz bundle build -h)
   keyauthz version             print the version
 `
 
@@ -34,6 +35,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runKeys(ctx, args, getenv, stdout, stderr)
 	case "decide":
 		return runDecide(ctx, args, getenv, stdout, stderr)
+	case "bundle":
+		return runBundle(ctx, args, getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "keyauthz", version())
 		return nil

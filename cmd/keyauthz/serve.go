@@ -16,7 +16,11 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/bundle"
+	opakeys "github.com/open-policy-agent/opa/v1/keys"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/keyauthz/keyauthz/internal/authz"
+	"github.com/keyauthz/keyauthz/internal/cache"
 	"github.com/keyauthz/keyauthz/internal/keys"
 	"github.com/keyauthz/keyauthz/internal/opa"
 	"github.com/keyauthz/keyauthz/internal/server"
@@ -30,23 +34,31 @@ type Config struct {
 	PolicyDir       string
 	Bundle          string
 	VerificationKey string
+	VerificationAlg string
 	BootstrapDomain string
 	LogLevel        string
 	DecisionLog     string
 	ShutdownTimeout time.Duration
 	EvalTimeout     time.Duration
-	Check           bool
+	// KeyCacheSize and DecisionCacheSize bound the verified-key and decision caches, in
+	// entries; 0 turns a cache off.
+	KeyCacheSize      int
+	DecisionCacheSize int
+	Check             bool
 }
 
 // DefaultConfig is the embedded default: loopback, ./data, the built-in policy.
 func DefaultConfig() Config {
 	return Config{
-		Addr:            "127.0.0.1:8080",
-		DataDir:         "./data",
-		BootstrapDomain: "localhost",
-		LogLevel:        "info",
-		ShutdownTimeout: 10 * time.Second,
-		EvalTimeout:     opa.DefaultTimeout,
+		Addr:              "127.0.0.1:8080",
+		DataDir:           "./data",
+		BootstrapDomain:   "localhost",
+		LogLevel:          "info",
+		VerificationAlg:   "RS256",
+		ShutdownTimeout:   10 * time.Second,
+		EvalTimeout:       opa.DefaultTimeout,
+		KeyCacheSize:      cache.DefaultOptions().Keys,
+		DecisionCacheSize: 50_000,
 	}
 }
 
@@ -59,11 +71,14 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&cfg.PolicyDir, "policy-dir", "", "load the policy from this folder of .rego and data files instead of the built-in one")
 	fs.StringVar(&cfg.Bundle, "bundle", "", "load the policy from this OPA bundle (.tar.gz or folder), reloaded when it changes")
 	fs.StringVar(&cfg.VerificationKey, "verification-key", "", "PEM public key (or HMAC secret file) that bundles must be signed with")
+	fs.StringVar(&cfg.VerificationAlg, "verification-alg", cfg.VerificationAlg, "signature algorithm of --verification-key (RS256, ES256, HS256, ...)")
 	fs.StringVar(&cfg.BootstrapDomain, "bootstrap-domain", cfg.BootstrapDomain, "host of the domain created on first start")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&cfg.DecisionLog, "decision-log", "", "write one JSON line per decision to this file (\"-\" for stdout)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may take to finish on shutdown")
 	fs.DurationVar(&cfg.EvalTimeout, "eval-timeout", cfg.EvalTimeout, "longest one policy evaluation may take; a slower one is a deny (500)")
+	fs.IntVar(&cfg.KeyCacheSize, "key-cache-size", cfg.KeyCacheSize, "verified keys (and as many unknown key ids) kept in memory; 0 turns the key cache off")
+	fs.IntVar(&cfg.DecisionCacheSize, "decision-cache-size", cfg.DecisionCacheSize, "decisions kept in memory; 0 turns the decision cache off")
 	fs.BoolVar(&cfg.Check, "check", false, "validate the configuration and the policy, then exit")
 	// Environment first, so that flags given on the command line override it.
 	var envErrs []error
@@ -99,6 +114,9 @@ func (cfg Config) Validate() []error {
 	if cfg.VerificationKey != "" && cfg.Bundle == "" {
 		errs = append(errs, errors.New("--verification-key needs --bundle"))
 	}
+	if !opakeys.IsSupportedAlgorithm(cfg.VerificationAlg) {
+		errs = append(errs, fmt.Errorf("--verification-alg %q is not a supported signature algorithm", cfg.VerificationAlg))
+	}
 	if _, ok := keys.NormalizeHost(cfg.BootstrapDomain); !ok {
 		errs = append(errs, fmt.Errorf("--bootstrap-domain %q is not a host name", cfg.BootstrapDomain))
 	}
@@ -107,6 +125,9 @@ func (cfg Config) Validate() []error {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--shutdown-timeout must be positive"))
+	}
+	if cfg.KeyCacheSize < 0 || cfg.DecisionCacheSize < 0 {
+		errs = append(errs, errors.New("--key-cache-size and --decision-cache-size must not be negative"))
 	}
 	if cfg.EvalTimeout <= 0 {
 		errs = append(errs, errors.New("--eval-timeout must be positive"))
@@ -169,10 +190,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		decisionLog = server.NewDecisionLogger(w)
 	}
 
+	registry := prometheus.NewRegistry()
 	handler := server.New(server.Deps{
 		Logger:      logger,
 		Store:       store,
 		Engine:      policy.engine,
+		Authorizer:  newAuthorizer(cfg, store, policy.engine, logger, registry),
+		Registry:    registry,
 		Health:      policy.Health,
 		Scopes:      policy.Scopes,
 		Version:     version(),
@@ -214,6 +238,25 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// newAuthorizer is the credential path with its caches (a size of 0 turns a cache off), whose
+// hits and misses are exported as keyauthz_cache_{hits,misses}_total{cache="key"|"decision"}.
+func newAuthorizer(cfg Config, store *keys.Store, engine *opa.Engine, logger *slog.Logger, reg *prometheus.Registry) *authz.Authorizer {
+	opts := cache.Options{Keys: cfg.KeyCacheSize, UnknownKeys: cfg.KeyCacheSize, Hosts: cache.DefaultOptions().Hosts}
+	cached := cache.New(store, opts)
+	decisions := cache.NewDecisions(cfg.DecisionCacheSize)
+	stats := map[string]func() (uint64, uint64){"key": cached.Stats, "decision": decisions.Stats}
+	for name, f := range stats {
+		labels := prometheus.Labels{"cache": name}
+		reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyauthz_cache_hits_total", Help: "Lookups answered from a cache.", ConstLabels: labels},
+				func() float64 { h, _ := f(); return float64(h) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyauthz_cache_misses_total", Help: "Lookups a cache could not answer.", ConstLabels: labels},
+				func() float64 { _, m := f(); return float64(m) }),
+		)
+	}
+	return &authz.Authorizer{Store: cached, Engine: engine, Logger: logger, Decisions: decisions}
 }
 
 func openDecisionLog(path string, stdout io.Writer) (io.Writer, func(), error) {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyauthz/keyauthz/internal/cache"
 	"github.com/keyauthz/keyauthz/internal/keys"
 	"github.com/keyauthz/keyauthz/internal/opa"
 )
@@ -48,6 +49,20 @@ type Engine interface {
 	Decide(ctx context.Context, in *opa.Input) opa.Decision
 }
 
+// GenerationStore is a Store whose answers are versioned (cache.Store): Generation moves
+// after every committed change, before the change's write call returns.
+type GenerationStore interface {
+	Store
+	Generation() uint64
+}
+
+// PolicyEngine is an Engine that names the policy of each decision (opa.Engine).
+type PolicyEngine interface {
+	Engine
+	Policy() opa.Policy
+	DecidePolicy(ctx context.Context, in *opa.Input) (opa.Decision, opa.Policy)
+}
+
 // Request is the request to judge, as it reached keyauthz or as a gateway described it.
 type Request struct {
 	Method string
@@ -81,10 +96,26 @@ type Authorizer struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Decisions caches decisions; nil caches none. It is used only when Store is a
+	// GenerationStore and Engine a PolicyEngine, so that every cached decision is keyed on the
+	// store generation and the policy it was made with: a change to a key, its user or its
+	// domain, a delete or a policy swap makes the next decision fresh, and a decision made with
+	// a key is never served once the key has expired.
+	Decisions *cache.Decisions
 }
 
 // Authorize judges r. It never allows on an error: every failure is a deny with its status.
 func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
+	now := a.now()
+	// The generation is read before anything is read from the store: a decision is cached
+	// under the generation its inputs were valid at, and a change bumps the generation.
+	gs, _ := a.Store.(GenerationStore)
+	pe, _ := a.Engine.(PolicyEngine)
+	caching := a.Decisions != nil && gs != nil && pe != nil
+	var gen uint64
+	if caching {
+		gen = gs.Generation()
+	}
 	rawPath, query := opa.SplitURI(r.URI)
 	cred, source, present := Credential(r.Header, query)
 	delete(query, KeyParam)
@@ -98,7 +129,7 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	res := Result{}
 	if present {
 		res.KeyID = KeyID(cred)
-		auth, err := a.Store.Authenticate(ctx, cred, a.now())
+		auth, err := a.Store.Authenticate(ctx, cred, now)
 		if err != nil {
 			res.Input = in
 			res.Decision = a.authnDenial(err, res.KeyID)
@@ -135,7 +166,33 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 		}
 	}
 	res.Input = in
-	res.Decision = a.Engine.Decide(ctx, &in)
+	if !caching {
+		res.Decision = a.Engine.Decide(ctx, &in)
+		return res
+	}
+	dk := cache.DecisionKey{
+		Method: in.Request.Method, Path: in.Request.Path, Host: in.Request.Host,
+		Protocol: in.Request.Protocol, Policy: pe.Policy(), Gen: gen,
+	}
+	if len(query) > 0 {
+		dk.Query = url.Values(query).Encode()
+	}
+	var expiresAt *int64
+	if in.Key != nil {
+		dk.KeyID, dk.Source, expiresAt = in.Key.ID, in.Key.Source, res.Key.ExpiresAt
+	}
+	if d, ok := a.Decisions.Get(&dk, now); ok {
+		res.Decision = d
+		return res
+	}
+	d, policy := pe.DecidePolicy(ctx, &in)
+	res.Decision = d
+	// Cache only what a policy decided (never an engine fault), under the policy that decided
+	// it (a swap may have happened since the lookup), and only if no change committed meanwhile.
+	if d.Status != http.StatusInternalServerError && policy != (opa.Policy{}) && gs.Generation() == gen {
+		dk.Policy = policy
+		a.Decisions.Add(&dk, d, expiresAt)
+	}
 	return res
 }
 

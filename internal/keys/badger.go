@@ -181,13 +181,7 @@ func open(bo badger.Options, opts []Option) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{db: db, now: cfg.now}
-	err = db.View(func(txn *badger.Txn) error {
-		s.nDomains.Store(int64(countPrefix(txn, pDomain)))
-		s.nUsers.Store(int64(countPrefix(txn, pUser)))
-		s.nKeys.Store(int64(countPrefix(txn, pKey)))
-		return nil
-	})
-	if err != nil {
+	if err := s.initCounts(); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -196,7 +190,8 @@ func open(bo badger.Options, opts []Option) (*Store, error) {
 
 // Close closes the database.
 func (s *Store) Close() error {
-	if err := s.db.Close(); err != nil {
+	saveErr := s.saveCounts()
+	if err := errors.Join(saveErr, s.db.Close()); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
 	return nil

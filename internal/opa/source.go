@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"slices"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/open-policy-agent/opa/v1/keys"
 	"github.com/open-policy-agent/opa/v1/loader"
 
 	"github.com/keyauthz/keyauthz/policies"
@@ -48,28 +51,76 @@ func LoadDir(dir string) (*bundle.Bundle, error) {
 
 // LoadBundle loads an OPA bundle: a .tar.gz file (as built by `opa build` or `keyauthz bundle
 // build`) or a bundle directory. Rego v1 is the default, *_test.rego files are left out, and a
-// manifest asking for another Rego version is an error.
+// manifest asking for another Rego version is an error. Signatures are not checked (see
+// LoadBundleVerified).
 func LoadBundle(path string) (*bundle.Bundle, error) {
+	return LoadBundleVerified(path, nil)
+}
+
+// LoadBundleVerified is LoadBundle that, when vc is not nil, refuses a bundle that is not
+// signed by vc's key or whose files do not match its signature (OPA's bundle verification, as
+// `opa run --verification-key` does it). With a nil vc no signature is required or checked,
+// as with `opa run --skip-verify`.
+func LoadBundleVerified(path string, vc *bundle.VerificationConfig) (*bundle.Bundle, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("opa: load bundle: %w", err)
 	}
-	var b *bundle.Bundle
-	if fi.IsDir() {
-		b, err = newLoader().AsBundle(path)
-	} else {
-		var f *os.File
-		f, err = os.Open(path)
+	if !fi.IsDir() {
+		f, err := os.Open(path)
 		if err != nil {
 			return nil, fmt.Errorf("opa: load bundle: %w", err)
 		}
 		defer f.Close()
-		b, err = newLoader().WithReader(f).AsBundle(path)
+		return ReadBundle(f, path, vc)
 	}
+	b, err := newLoader().WithBundleVerificationConfig(vc).WithSkipBundleVerification(vc == nil).AsBundle(path)
 	if err != nil {
 		return nil, fmt.Errorf("opa: load bundle %s: %w", path, err)
 	}
 	return finish(b)
+}
+
+// ReadBundle reads a .tar.gz bundle from r, as LoadBundleVerified reads a bundle file; name
+// (usually the file's path) names the bundle in errors.
+func ReadBundle(r io.Reader, name string, vc *bundle.VerificationConfig) (*bundle.Bundle, error) {
+	b, err := newLoader().
+		WithBundleVerificationConfig(vc).
+		WithSkipBundleVerification(vc == nil).
+		WithReader(r).
+		AsBundle(name)
+	if err != nil {
+		return nil, fmt.Errorf("opa: load bundle %s: %w", name, err)
+	}
+	return finish(b)
+}
+
+// DefaultVerificationKeyID is the key id under which NewVerification registers its key; `opa
+// build --signing-key` and `keyauthz bundle build --signing-key` sign with this id.
+const DefaultVerificationKeyID = "default"
+
+// NewVerification returns the bundle verification settings for the key in keyFile (a PEM
+// public key, or the shared secret for the HS* algorithms) and alg (RS256 when ""), for
+// LoadBundleVerified. It returns an error when the file cannot be read, the algorithm is not
+// one OPA supports, or a PEM key is expected and keyFile holds none.
+func NewVerification(keyFile, alg string) (*bundle.VerificationConfig, error) {
+	if alg == "" {
+		alg = "RS256"
+	}
+	if !keys.IsSupportedAlgorithm(alg) {
+		return nil, fmt.Errorf("opa: verification algorithm %q is not supported", alg)
+	}
+	raw, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("opa: verification key: %w", err)
+	}
+	if !strings.HasPrefix(alg, "HS") {
+		if block, _ := pem.Decode(raw); block == nil {
+			return nil, fmt.Errorf("opa: verification key %s: no PEM block (want a %s public key)", keyFile, alg)
+		}
+	}
+	kc := &keys.Config{Key: string(raw), Algorithm: alg}
+	return bundle.NewVerificationConfig(map[string]*keys.Config{DefaultVerificationKeyID: kc}, DefaultVerificationKeyID, "", nil), nil
 }
 
 func newLoader() loader.FileLoader {

@@ -12,13 +12,13 @@ import (
 )
 
 // metrics are the Prometheus series of design §6: decisions by result and status, decision
-// latency, and the store's size (read at scrape time).
+// latency, the store's size and the active policy revision (both read at scrape time).
 type metrics struct {
 	decisions *prometheus.CounterVec
 	latency   prometheus.Histogram
 }
 
-func newMetrics(reg *prometheus.Registry, store *keys.Store) *metrics {
+func newMetrics(reg *prometheus.Registry, store *keys.Store, revision func() string) *metrics {
 	m := &metrics{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keyauthz_decisions_total",
@@ -31,6 +31,9 @@ func newMetrics(reg *prometheus.Registry, store *keys.Store) *metrics {
 		}),
 	}
 	reg.MustRegister(m.decisions, m.latency)
+	if revision != nil {
+		reg.MustRegister(policyInfo{revision: revision})
+	}
 	if store != nil {
 		for _, kind := range []string{"domains", "users", "keys"} {
 			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -64,4 +67,17 @@ func (m *metrics) observe(d opa.Decision, elapsed time.Duration) {
 	}
 	m.decisions.WithLabelValues(result, strconv.Itoa(d.Status)).Inc()
 	m.latency.Observe(elapsed.Seconds())
+}
+
+// policyInfoDesc is keyauthz_policy_info{revision="..."} 1: the revision of the policy in use,
+// read at scrape time so that a hot reload shows at once.
+var policyInfoDesc = prometheus.NewDesc("keyauthz_policy_info",
+	"The policy in use: always 1, with its revision as a label.", []string{"revision"}, nil)
+
+type policyInfo struct{ revision func() string }
+
+func (p policyInfo) Describe(ch chan<- *prometheus.Desc) { ch <- policyInfoDesc }
+
+func (p policyInfo) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(policyInfoDesc, prometheus.GaugeValue, 1, p.revision())
 }

@@ -77,7 +77,11 @@ func New(deps Deps) *Server {
 	g.RedirectFixedPath = false
 	g.ContextWithFallback = true
 	s := &Server{deps: deps, authz: a, gin: g, logger: deps.Logger}
-	s.metrics = newMetrics(deps.Registry, deps.Store)
+	var revision func() string
+	if deps.Engine != nil {
+		revision = deps.Engine.Revision
+	}
+	s.metrics = newMetrics(deps.Registry, deps.Store, revision)
 	g.Use(s.recoverJSON, s.logRequests)
 	s.routes()
 	return s

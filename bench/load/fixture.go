@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"iter"
+	"time"
+
+	"github.com/keyauthz/keyauthz/internal/keys"
+)
+
+const host = "acme.example.com"
+
+// fixture is what the harness put into a fresh data folder: one domain, a panel user with the
+// booking panel and map kiosk keys, and a fleet user owning the bulk-imported keys.
+type fixture struct {
+	domain         *keys.Domain
+	panelUser      *keys.User
+	booking, kiosk *keys.APIKey
+	bookingPlain   string
+	kioskPlain     string
+	// sample holds plaintexts of imported keys spread over the whole store.
+	sample []string
+	// importTime is how long the bulk import of the fleet keys took.
+	importTime time.Duration
+	// compactTime is how long flattening the store after the import took.
+	compactTime time.Duration
+}
+
+// makeStore creates dir's store with n keys in all: the two panel keys through the store's
+// normal API and n-2 fleet keys (scopes systems.read) through the bulk importer, keeping about
+// sampleN of their plaintexts.
+func makeStore(ctx context.Context, dir string, n, sampleN int) (*fixture, error) {
+	s, err := keys.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	f := &fixture{domain: &keys.Domain{Name: "Acme", Domain: host}}
+	if err := s.CreateDomain(ctx, f.domain); err != nil {
+		return nil, err
+	}
+	f.panelUser = &keys.User{AuthorityID: f.domain.ID, Name: "Panels", Email: "panels@" + host, Groups: []string{"sys-1"}}
+	fleet := &keys.User{AuthorityID: f.domain.ID, Name: "Fleet", Email: "fleet@" + host, Groups: []string{"sys-1"}}
+	for _, u := range []*keys.User{f.panelUser, fleet} {
+		if err := s.CreateUser(ctx, u); err != nil {
+			return nil, err
+		}
+	}
+	f.booking = &keys.APIKey{Name: "booking panel", UserID: f.panelUser.ID,
+		Scopes: []string{"systems.read", "control", "metadata.read", "zones.read"}}
+	f.kiosk = &keys.APIKey{Name: "map kiosk", UserID: f.panelUser.ID, Scopes: []string{"public.read", "zones.read"}}
+	for _, k := range []*keys.APIKey{f.booking, f.kiosk} {
+		p, err := s.CreateKey(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		if k == f.booking {
+			f.bookingPlain = string(p)
+		} else {
+			f.kioskPlain = string(p)
+		}
+	}
+	bulk := max(n-2, 0)
+	every := max(bulk/max(sampleN, 1), 1)
+	var genErr error
+	seq := iter.Seq[keys.BulkKey](func(yield func(keys.BulkKey) bool) {
+		for i := range bulk {
+			p, id, hash, err := keys.Generate()
+			if err != nil {
+				genErr = err
+				return
+			}
+			if i%every == 0 && len(f.sample) < sampleN {
+				f.sample = append(f.sample, string(p))
+			}
+			k := keys.APIKey{ID: id, Name: fmt.Sprintf("fleet-%07d", i), UserID: fleet.ID,
+				Scopes: []string{"systems.read"}, CreatedAt: time.Now().Unix(), UpdatedAt: time.Now().Unix()}
+			if !yield(keys.BulkKey{Key: k, Hash: hash}) {
+				return
+			}
+		}
+	})
+	start := time.Now()
+	if _, err := s.ImportKeys(ctx, seq); err != nil {
+		return nil, err
+	}
+	f.importTime = time.Since(start)
+	if genErr != nil {
+		return nil, genErr
+	}
+	start = time.Now()
+	if err := s.Compact(); err != nil {
+		return nil, err
+	}
+	f.compactTime = time.Since(start)
+	return f, s.Close()
+}
+
+// request is one request of the mix, as both servers get it.
+type request struct {
+	Name      string `json:"name"`
+	Method    string `json:"method"`
+	Path      string `json:"path"`
+	WantAllow bool   `json:"want_allow"`
+	// kaBody is keyauthz's Data API body (the key in the x-api-key header); opaBody is OPA's,
+	// with the already-resolved domain, key and user as policy input.
+	kaBody, opaBody []byte
+}
+
+// mix is the request mix: the booking panel and the map kiosk keys, allowed and denied, on
+// several routes, plus an anonymous request.
+func (f *fixture) mix() []request {
+	type r struct {
+		name, method, path string
+		key                *keys.APIKey
+		allow              bool
+	}
+	rs := []r{
+		{"panel: show system", "GET", "/api/engine/v2/systems/sys-1", f.booking, true},
+		{"panel: module state", "GET", "/api/engine/v2/systems/sys-1/Bookings_1", f.booking, false},
+		{"panel: execute", "POST", "/api/engine/v2/systems/sys-1/Bookings_1/book", f.booking, true},
+		{"panel: metadata", "GET", "/api/engine/v2/metadata/sys-1", f.booking, true},
+		{"panel: delete system", "DELETE", "/api/engine/v2/systems/sys-1", f.booking, false},
+		{"panel: list keys", "GET", "/api/engine/v2/api_keys", f.booking, false},
+		{"kiosk: zones", "GET", "/api/engine/v2/zones", f.kiosk, true},
+		{"kiosk: staff events", "GET", "/api/staff/v1/events", f.kiosk, true},
+		{"kiosk: book", "POST", "/api/staff/v1/events", f.kiosk, false},
+		{"kiosk: delete zone", "DELETE", "/api/engine/v2/zones/zone-1", f.kiosk, false},
+		{"anonymous: health route", "GET", "/api/engine/v2", nil, true},
+	}
+	out := make([]request, 0, len(rs))
+	for _, x := range rs {
+		q := request{Name: x.name, Method: x.method, Path: x.path, WantAllow: x.allow}
+		headers := map[string]string{}
+		opaIn := map[string]any{
+			"request": map[string]any{"method": x.method, "path": x.path, "host": host, "protocol": "http", "query": map[string]any{}},
+			"domain":  map[string]any{"id": f.domain.ID, "name": f.domain.Name, "domain": f.domain.Domain},
+		}
+		if x.key != nil {
+			headers["x-api-key"] = f.plain(x.key)
+			opaIn["key"] = map[string]any{"id": x.key.ID, "authority_id": x.key.AuthorityID, "scopes": x.key.Scopes,
+				"permissions": string(x.key.Permissions), "source": "header"}
+			u := f.panelUser
+			opaIn["user"] = map[string]any{"id": u.ID, "authority_id": u.AuthorityID, "name": u.Name, "email": u.Email,
+				"sys_admin": u.SysAdmin, "support": u.Support, "groups": u.Groups}
+		}
+		q.kaBody = mustJSON(map[string]any{"input": map[string]any{
+			"method": x.method, "path": x.path, "host": host, "headers": headers}})
+		q.opaBody = mustJSON(map[string]any{"input": opaIn})
+		out = append(out, q)
+	}
+	return out
+}
+
+// sampleRequests are keyauthz requests with the sampled fleet keys (one distinct key each):
+// the key and decision caches miss, so each one reads the store and evaluates the policy.
+func (f *fixture) sampleRequests() [][]byte {
+	out := make([][]byte, 0, len(f.sample))
+	for _, p := range f.sample {
+		out = append(out, mustJSON(map[string]any{"input": map[string]any{
+			"method": "GET", "path": "/api/engine/v2/systems/sys-1", "host": host,
+			"headers": map[string]string{"x-api-key": p}}}))
+	}
+	return out
+}
+
+func (f *fixture) plain(k *keys.APIKey) string {
+	if k == f.booking {
+		return f.bookingPlain
+	}
+	return f.kioskPlain
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
