@@ -2,10 +2,6 @@ package bundle
 
 import (
 	"bytes"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
 	"maps"
 	"os"
 	"path/filepath"
@@ -13,28 +9,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keyauthz/keyauthz/internal/testutil"
+
 	"github.com/google/go-cmp/cmp"
 	opabundle "github.com/open-policy-agent/opa/v1/bundle"
 
 	"github.com/keyauthz/keyauthz/internal/opa"
 )
-
-// writeKeys writes a new RSA key pair as PEM files in dir and returns their paths.
-func writeKeys(t *testing.T, dir, name string) (private, public string) {
-	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	private, public = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".pub.pem")
-	write(t, private, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)}))
-	write(t, public, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}))
-	return private, public
-}
 
 func write(t *testing.T, path string, data []byte) {
 	t.Helper()
@@ -222,8 +203,8 @@ func TestBuildRefusesBrokenPolicies(t *testing.T) {
 func TestWriteSigned(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	private, public := writeKeys(t, dir, "signer")
-	_, otherPublic := writeKeys(t, dir, "other")
+	private, public := testutil.WriteRSAKeyPair(t, dir, "signer")
+	_, otherPublic := testutil.WriteRSAKeyPair(t, dir, "other")
 	b, err := Build(t.Context(), Options{Revision: "signed-1"})
 	if err != nil {
 		t.Fatal(err)

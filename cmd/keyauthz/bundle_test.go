@@ -2,11 +2,7 @@ package main
 
 import (
 	"bytes"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"net/http"
 	"os"
@@ -16,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/keyauthz/keyauthz/internal/testutil"
 
 	opabundle "github.com/open-policy-agent/opa/v1/bundle"
 
@@ -28,7 +26,7 @@ import (
 // buildBundleFile runs `keyauthz bundle build -o out --revision rev extra...` in-process.
 func buildBundleFile(t *testing.T, out, rev string, extra ...string) {
 	t.Helper()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testutil.SyncBuffer
 	args := append([]string{"bundle", "build", "-o", out, "--revision", rev}, extra...)
 	if err := run(t.Context(), args, func(string) string { return "" }, &stdout, &stderr); err != nil {
 		t.Fatalf("keyauthz %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
@@ -111,27 +109,6 @@ func brokenBundle(t *testing.T, path, src string) []byte {
 	return buf.Bytes()
 }
 
-// writeKeyPair writes a new RSA key pair as PEM files in dir and returns their paths.
-func writeKeyPair(t *testing.T, dir, name string) (private, public string) {
-	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	private, public = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".pub.pem")
-	if err := os.WriteFile(private, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(public, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return private, public
-}
-
 // healthState is GET /health.
 type healthState struct {
 	code     int
@@ -191,7 +168,7 @@ func TestBundleBuildCommand(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	out := filepath.Join(dir, "keyauthz.tar.gz")
-	var stdout, stderr syncBuffer
+	var stdout, stderr testutil.SyncBuffer
 	if err := run(t.Context(), []string{"bundle", "build", "-o", out}, func(string) string { return "" }, &stdout, &stderr); err != nil {
 		t.Fatalf("bundle build: %v\n%s", err, stderr.String())
 	}
@@ -219,7 +196,7 @@ func TestBundleBuildCommand(t *testing.T) {
 	}
 
 	// Signed, then verified the way serve verifies.
-	private, public := writeKeyPair(t, dir, "signer")
+	private, public := testutil.WriteRSAKeyPair(t, dir, "signer")
 	signed := filepath.Join(dir, "signed.tar.gz")
 	buildBundleFile(t, signed, "s1", "--signing-key", private, "--signing-alg", "RS256")
 	vc, err := opa.NewVerification(public, "RS256")
@@ -242,7 +219,7 @@ func TestBundleBuildCommand(t *testing.T) {
 		{"bundle", "build", "-o", filepath.Join(dir, "x.tar.gz"), "--signing-key", filepath.Join(dir, "missing.pem")},
 		{"bundle", "build", "-o", filepath.Join(dir, "x.tar.gz"), "--signing-key", private, "--signing-alg", "XX1"},
 	} {
-		if err := run(t.Context(), args, func(string) string { return "" }, &syncBuffer{}, &syncBuffer{}); err == nil {
+		if err := run(t.Context(), args, func(string) string { return "" }, &testutil.SyncBuffer{}, &testutil.SyncBuffer{}); err == nil {
 			t.Errorf("keyauthz %q succeeded", args)
 		}
 	}
@@ -347,13 +324,13 @@ func TestServeBundleReload(t *testing.T) {
 func TestServeBundleVerification(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	private, public := writeKeyPair(t, dir, "signer")
-	other, _ := writeKeyPair(t, dir, "other")
+	private, public := testutil.WriteRSAKeyPair(t, dir, "signer")
+	other, _ := testutil.WriteRSAKeyPair(t, dir, "other")
 	path := filepath.Join(dir, "keyauthz.tar.gz")
 
 	buildBundleFile(t, path, "unsigned")
 	err := run(t.Context(), []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--bundle", path, "--verification-key", public},
-		func(string) string { return "" }, &syncBuffer{}, &syncBuffer{})
+		func(string) string { return "" }, &testutil.SyncBuffer{}, &testutil.SyncBuffer{})
 	if err == nil || !strings.Contains(err.Error(), ".signatures.json") {
 		t.Fatalf("start with an unsigned bundle: err = %v, want a refusal naming .signatures.json", err)
 	}
@@ -423,8 +400,8 @@ func TestServeRefusesBrokenPolicyAtStart(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dataDir := t.TempDir()
 			args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir}, tc.args...)
-			var stdout syncBuffer
-			err := run(t.Context(), args, func(string) string { return "" }, &stdout, &syncBuffer{})
+			var stdout testutil.SyncBuffer
+			err := run(t.Context(), args, func(string) string { return "" }, &stdout, &testutil.SyncBuffer{})
 			if err == nil {
 				t.Fatalf("serve started; stdout %s", stdout.String())
 			}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"io"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/keyauthz/keyauthz/internal/testutil"
 )
 
 // testServer is a keyauthz serve running in-process on a loopback port with a real Badger
@@ -20,28 +21,10 @@ type testServer struct {
 	URL      string // http://127.0.0.1:PORT
 	DataDir  string
 	AdminKey string // the bootstrap key
-	Stderr   *syncBuffer
-	Stdout   *syncBuffer
+	Stderr   *testutil.SyncBuffer
+	Stdout   *testutil.SyncBuffer
 	cancel   context.CancelFunc
 	done     chan error
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's writes and the test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startServer runs `keyauthz serve --addr 127.0.0.1:0 --data-dir DIR extra...` in-process and
@@ -53,7 +36,7 @@ func startServer(t *testing.T, dataDir string, extra ...string) *testServer {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	ts := &testServer{DataDir: dataDir, Stderr: &syncBuffer{}, Stdout: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	ts := &testServer{DataDir: dataDir, Stderr: &testutil.SyncBuffer{}, Stdout: &testutil.SyncBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir}, extra...)
 	go func() {
 		err := run(ctx, args, func(string) string { return "" }, io.MultiWriter(pw, ts.Stdout), ts.Stderr)
@@ -70,7 +53,7 @@ func startServer(t *testing.T, dataDir string, extra ...string) *testServer {
 }
 
 // waitListening reads the server's stdout until its "listening on" line and returns the URL.
-func waitListening(t *testing.T, r io.Reader, stderr *syncBuffer) string {
+func waitListening(t *testing.T, r io.Reader, stderr *testutil.SyncBuffer) string {
 	t.Helper()
 	found := make(chan string, 1)
 	go func() {
@@ -141,7 +124,7 @@ func (e *buildError) Error() string { return e.err.Error() + ": " + e.out }
 func launch(getenv func(string) string, args ...string) (*testServer, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	ts := &testServer{Stderr: &syncBuffer{}, Stdout: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	ts := &testServer{Stderr: &testutil.SyncBuffer{}, Stdout: &testutil.SyncBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	go func() {
 		err := run(ctx, args, getenv, io.MultiWriter(pw, ts.Stdout), ts.Stderr)
 		pw.CloseWithError(io.EOF)

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyauthz/keyauthz/internal/testutil"
+
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -38,7 +40,7 @@ func startProcess(t *testing.T, dataDir string, extra ...string) *proc {
 		t.Fatalf("build: %v", err)
 	}
 	pr, pw := io.Pipe()
-	ts := &testServer{DataDir: dataDir, Stderr: &syncBuffer{}, Stdout: &syncBuffer{}}
+	ts := &testServer{DataDir: dataDir, Stderr: &testutil.SyncBuffer{}, Stdout: &testutil.SyncBuffer{}}
 	// --eval-timeout: see newWorld.
 	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--eval-timeout", "10s"}, extra...)...)
 	cmd.Stdout = io.MultiWriter(pw, ts.Stdout)
@@ -212,7 +214,7 @@ func TestSecondServerOnBusyFolder(t *testing.T) {
 	startServer(t, dir)
 
 	t.Run("in-process", func(t *testing.T) {
-		var stdout, stderr syncBuffer
+		var stdout, stderr testutil.SyncBuffer
 		err := run(t.Context(), []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dir}, func(string) string { return "" }, &stdout, &stderr)
 		if err == nil || !strings.Contains(err.Error(), "in use") || !strings.Contains(err.Error(), dir) {
 			t.Errorf("second run: %v, want an error saying %s is in use", err, dir)
@@ -245,7 +247,7 @@ func TestSecondServerOnBusyFolder(t *testing.T) {
 // touching the data folder.
 func TestServeCheck(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "not-created")
-	var stdout, stderr syncBuffer
+	var stdout, stderr testutil.SyncBuffer
 	if err := run(t.Context(), []string{"serve", "--check", "--data-dir", dir}, func(string) string { return "" }, &stdout, &stderr); err != nil {
 		t.Fatalf("serve --check: %v; stderr:\n%s", err, stderr.String())
 	}
@@ -290,7 +292,7 @@ func TestServeConfigErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var stdout, stderr syncBuffer
+			var stdout, stderr testutil.SyncBuffer
 			args := append([]string{"serve", "--check"}, tc.args...)
 			err := run(t.Context(), args, func(k string) string { return tc.env[k] }, &stdout, &stderr)
 			if err == nil {
@@ -374,7 +376,7 @@ func TestServeEnvironment(t *testing.T) {
 		}
 	})
 	t.Run("KEYAUTHZ_CHECK", func(t *testing.T) {
-		var stdout, stderr syncBuffer
+		var stdout, stderr testutil.SyncBuffer
 		env := map[string]string{"KEYAUTHZ_CHECK": "true", "KEYAUTHZ_DATA_DIR": filepath.Join(t.TempDir(), "x")}
 		if err := run(t.Context(), []string{"serve"}, func(k string) string { return env[k] }, &stdout, &stderr); err != nil {
 			t.Fatalf("KEYAUTHZ_CHECK=true: %v", err)

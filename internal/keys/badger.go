@@ -368,14 +368,8 @@ func (s *Store) DeleteDomain(ctx context.Context, id string) error {
 			}
 		}
 		// Keys always belong to a user of their domain; sweep any stray one all the same.
-		keyIDs, err := collect(t.txn, pKeyByDomain+id+"/")
-		if err != nil {
+		if err := deleteIndexedKeys(t, pKeyByDomain+id+"/"); err != nil {
 			return err
-		}
-		for _, kid := range keyIDs {
-			if err := deleteKeyTx(t, kid); err != nil {
-				return err
-			}
 		}
 		if err := t.txn.Delete(kDomainHost(d.Domain)); err != nil {
 			return err
@@ -868,19 +862,27 @@ func (s *Store) notify(changes []Change) {
 	}
 }
 
+// deleteIndexedKeys deletes every key listed under an index prefix (keys by user, by domain).
+func deleteIndexedKeys(t *tx, prefix string) error {
+	ids, err := collect(t.txn, prefix)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if err := deleteKeyTx(t, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func deleteUserTx(t *tx, id string) error {
 	u, err := getUser(t.txn, id)
 	if err != nil {
 		return err
 	}
-	keyIDs, err := collect(t.txn, pKeyByUser+id+"/")
-	if err != nil {
+	if err := deleteIndexedKeys(t, pKeyByUser+id+"/"); err != nil {
 		return err
-	}
-	for _, kid := range keyIDs {
-		if err := deleteKeyTx(t, kid); err != nil {
-			return err
-		}
 	}
 	if err := t.txn.Delete(kUserByDomain(u.AuthorityID, id)); err != nil {
 		return err

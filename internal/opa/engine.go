@@ -118,20 +118,7 @@ func (e *Engine) DecideWithError(ctx context.Context, in *Input) (Decision, erro
 	if e == nil {
 		return failed, errors.New("opa: no engine")
 	}
-	st := e.state.Load()
-	if st == nil {
-		return failed, errors.New("opa: no policy loaded")
-	}
-	if in == nil {
-		return failed, errors.New("opa: nil input")
-	}
-	timeout := e.timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	return st.eval(ctx, in.astValue())
+	return e.decideState(ctx, e.state.Load(), in)
 }
 
 func (e *Engine) logFailure(ctx context.Context, in *Input, err error) {

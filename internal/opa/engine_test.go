@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyauthz/keyauthz/internal/testutil"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
@@ -122,7 +124,7 @@ func TestDecide(t *testing.T) {
 
 func TestDecideFailsClosed(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	e := newTestEngine(t, "faulty", Options{
 		Logger:  slogTo(&logs),
 		Timeout: 50 * time.Millisecond,
@@ -530,22 +532,4 @@ func TestAstValue(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

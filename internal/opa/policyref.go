@@ -53,6 +53,7 @@ func (e *Engine) DecideRevision(ctx context.Context, in *Input) (Decision, strin
 	return d, p.Revision
 }
 
+// decideState evaluates in against one compiled policy, with the engine's time-out.
 func (e *Engine) decideState(ctx context.Context, st *state, in *Input) (Decision, error) {
 	if st == nil {
 		return failed, errors.New("opa: no policy loaded")

@@ -9,9 +9,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/keyauthz/keyauthz/internal/testutil"
 
 	"github.com/keyauthz/keyauthz/internal/keys"
 	"github.com/keyauthz/keyauthz/internal/opa"
@@ -23,9 +24,9 @@ import (
 type fixture struct {
 	URL   string
 	Store *keys.Store
-	Debug *syncBuffer // the debug log (slog JSON, level debug)
+	Debug *testutil.SyncBuffer // the debug log (slog JSON, level debug)
 
-	decisionLog *syncBuffer
+	decisionLog *testutil.SyncBuffer
 
 	Domain, OtherDomain   *keys.Domain
 	PanelUser, AdminUser  *keys.User
@@ -34,25 +35,7 @@ type fixture struct {
 	BookingKey            *keys.APIKey
 }
 
-// syncBuffer is a bytes.Buffer safe for the server's writes and the test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func newSyncBuffer() *syncBuffer { return &syncBuffer{} }
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+func newSyncBuffer() *testutil.SyncBuffer { return &testutil.SyncBuffer{} }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"text/template"
 	"time"
+
+	"github.com/keyauthz/keyauthz/internal/testutil"
 )
 
 var binary string // the keyauthz binary, built once by TestMain
@@ -41,32 +43,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer collects a process's output for the test to read.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // keyauthz is a running `keyauthz serve` process.
 type keyauthz struct {
 	URL      string // http://127.0.0.1:PORT
 	Addr     string // 127.0.0.1:PORT
 	DataDir  string
 	AdminKey string
-	Stdout   *syncBuffer
-	Stderr   *syncBuffer
+	Stdout   *testutil.SyncBuffer
+	Stderr   *testutil.SyncBuffer
 }
 
 // startKeyauthz runs `keyauthz serve --addr 127.0.0.1:0 --data-dir DIR extra...`, reads the
@@ -74,7 +58,7 @@ type keyauthz struct {
 // process gets SIGTERM at cleanup.
 func startKeyauthz(tb testing.TB, extra ...string) *keyauthz {
 	tb.Helper()
-	k := &keyauthz{DataDir: tb.TempDir(), Stdout: &syncBuffer{}, Stderr: &syncBuffer{}}
+	k := &keyauthz{DataDir: tb.TempDir(), Stdout: &testutil.SyncBuffer{}, Stderr: &testutil.SyncBuffer{}}
 	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", k.DataDir}, extra...)
 	cmd := exec.Command(binary, args...)
 	cmd.Env = os.Environ()
@@ -280,7 +264,7 @@ func startNginx(tb testing.TB, keyauthzAddr, upstreamURL string) string {
 	if err := os.WriteFile(confPath, conf.Bytes(), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	cmd := exec.Command(bin, "-p", prefix, "-c", confPath, "-e", filepath.Join(prefix, "error.log"), "-g", "daemon off;")
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {

@@ -6,11 +6,7 @@ package portability
 
 import (
 	"bytes"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
@@ -21,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/keyauthz/keyauthz/internal/testutil"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -177,8 +175,8 @@ func TestPortability(t *testing.T) {
 func TestPortabilitySignedBundle(t *testing.T) {
 	opaBin := opaBinary(t)
 	dir := t.TempDir()
-	private, public := writeKeyPair(t, dir, "signer")
-	_, otherPublic := writeKeyPair(t, dir, "other")
+	private, public := testutil.WriteRSAKeyPair(t, dir, "signer")
+	_, otherPublic := testutil.WriteRSAKeyPair(t, dir, "other")
 	path := buildBundle(t, dir, &bundle.Signing{Key: private})
 	// opa eval has no verification flags; opa run verifies a bundle before it serves it.
 	srv := startOPA(t, opaBin, path, "--verification-key", public)
@@ -191,26 +189,6 @@ func TestPortabilitySignedBundle(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "verif") {
 		t.Errorf("opa run with another key: err %v, want a verification failure; output:\n%s", err, out)
 	}
-}
-
-func writeKeyPair(t *testing.T, dir, name string) (private, public string) {
-	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	private, public = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".pub.pem")
-	if err := os.WriteFile(private, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(public, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return private, public
 }
 
 // opaEval runs `opa eval --bundle path data.keyauthz.decision` on input and returns the value.
@@ -263,7 +241,7 @@ func startOPA(t *testing.T, opaBin, path string, extra ...string) *opaServer {
 		args := append([]string{"run", "--server", "--addr", addr, "--log-level", "error",
 			"--skip-version-check", "--disable-telemetry"}, extra...)
 		cmd := exec.Command(opaBin, append(args, "--bundle", path)...)
-		var stderr syncBuffer
+		var stderr testutil.SyncBuffer
 		cmd.Stdout, cmd.Stderr = &stderr, &stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -372,22 +350,4 @@ func TestMain(m *testing.M) {
 		_ = os.RemoveAll(opaTmpDir)
 	}
 	os.Exit(code)
-}
-
-// syncBuffer collects a child process's output safely.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
