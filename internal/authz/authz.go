@@ -32,6 +32,9 @@ const (
 	SourceCookie = "cookie"
 )
 
+// maxCachedURI is the longest request URI whose decision is cached.
+const maxCachedURI = 2048
+
 // KeyParam is the name of the URL parameter and of the cookie that may carry the key.
 const KeyParam = "api-key"
 
@@ -111,7 +114,9 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	// under the generation its inputs were valid at, and a change bumps the generation.
 	gs, _ := a.Store.(GenerationStore)
 	pe, _ := a.Engine.(PolicyEngine)
-	caching := a.Decisions != nil && gs != nil && pe != nil
+	// Requests with very long URIs are decided but not cached: a client must not be able to
+	// fill the cache's memory with megabytes of unique paths.
+	caching := a.Decisions != nil && gs != nil && pe != nil && len(r.URI) <= maxCachedURI
 	var gen uint64
 	if caching {
 		gen = gs.Generation()
