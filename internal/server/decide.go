@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"sort"
@@ -25,7 +26,39 @@ type dataInput struct {
 	Host     string `json:"host"`
 	Protocol string `json:"protocol"`
 	// Headers maps a header name (any case) to a value, or to a list of values.
-	Headers map[string]json.RawMessage `json:"headers"`
+	Headers map[string]headerValues `json:"headers"`
+}
+
+// headerValues is a header's value in the Data API input: a string or a list of strings.
+type headerValues []string
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (v *headerValues) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var one string
+		if err := json.Unmarshal(b, &one); err != nil {
+			return err
+		}
+		*v = headerValues{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return errors.New("a header's value must be a string or a list of strings")
+	}
+	*v = many
+	return nil
+}
+
+// dataResponse is the answer of POST /v1/data/keyauthz/decision; boolResponse of .../allow.
+type dataResponse struct {
+	Result     DecisionResult `json:"result"`
+	DecisionID string         `json:"decision_id"`
+}
+
+type boolResponse struct {
+	Result     bool   `json:"result"`
+	DecisionID string `json:"decision_id"`
 }
 
 // DecisionResult is the "result" of POST /v1/data/keyauthz/decision.
@@ -54,11 +87,7 @@ func (s *Server) handleDataDecision(boolOnly bool) gin.HandlerFunc {
 			keys.WriteError(c, keys.Errorf(keys.EINVALID, `missing "input"`))
 			return
 		}
-		header, err := headerFromInput(body.Input.Headers)
-		if err != nil {
-			keys.WriteError(c, err)
-			return
-		}
+		header := headerFromInput(body.Input.Headers)
 		res, id := s.decide(c, authz.Request{
 			Method:   body.Input.Method,
 			URI:      body.Input.Path,
@@ -67,14 +96,14 @@ func (s *Server) handleDataDecision(boolOnly bool) gin.HandlerFunc {
 			Protocol: body.Input.Protocol,
 		})
 		if boolOnly {
-			c.JSON(http.StatusOK, gin.H{"result": res.Decision.Allow, "decision_id": id})
+			c.JSON(http.StatusOK, boolResponse{Result: res.Decision.Allow, DecisionID: id})
 			return
 		}
-		c.JSON(http.StatusOK, gin.H{"result": decisionResult(res), "decision_id": id})
+		c.JSON(http.StatusOK, dataResponse{Result: decisionResult(res), DecisionID: id})
 	}
 }
 
-func headerFromInput(in map[string]json.RawMessage) (http.Header, error) {
+func headerFromInput(in map[string]headerValues) http.Header {
 	h := make(http.Header, len(in))
 	// In name order, so that "X-API-Key" and "x-api-key" given together always give the same
 	// first value (the one a credential is read from), whatever the map order.
@@ -84,21 +113,11 @@ func headerFromInput(in map[string]json.RawMessage) (http.Header, error) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		raw := in[name]
-		var one string
-		if err := json.Unmarshal(raw, &one); err == nil {
-			h.Add(name, one)
-			continue
-		}
-		var many []string
-		if err := json.Unmarshal(raw, &many); err != nil {
-			return nil, keys.Errorf(keys.EINVALID, "header %q: want a string or a list of strings", name)
-		}
-		for _, v := range many {
+		for _, v := range in[name] {
 			h.Add(name, v)
 		}
 	}
-	return h, nil
+	return h
 }
 
 func decisionResult(res authz.Result) DecisionResult {
