@@ -30,6 +30,14 @@ func SplitURI(raw string) (path string, query map[string][]string) {
 // and a '%' that would otherwise read as an escape in a second pass is written as "%25"
 // (so "/a%2525" stays "/a%2525").
 func NormalizePath(p string) string {
+	if isCanonical(p) {
+		return p // the common case: nothing to decode, resolve or collapse, and no allocation
+	}
+	return normalize(p)
+}
+
+// normalize is NormalizePath without the fast path for canonical input.
+func normalize(p string) string {
 	decoded := decodeOnce(p)
 
 	// Resolve dot segments and empty segments on the decoded path: "%2e%2e" is "..", and a
@@ -72,6 +80,36 @@ func NormalizePath(p string) string {
 		}
 	}
 	return b.String()
+}
+
+// isCanonical reports whether p is already what NormalizePath would make of it: it starts with
+// "/", holds no '%', '?' or '#', no empty segment ("//", or a trailing "/" other than on "/"),
+// and no "." or ".." segment.
+func isCanonical(p string) bool {
+	if p == "/" {
+		return true
+	}
+	if len(p) < 2 || p[0] != '/' || p[len(p)-1] == '/' {
+		return false
+	}
+	segStart := 1
+	for i := 1; i <= len(p); i++ {
+		if i < len(p) {
+			switch p[i] {
+			case '%', '?', '#':
+				return false
+			case '/':
+			default:
+				continue
+			}
+		}
+		switch p[segStart:i] {
+		case "", ".", "..":
+			return false
+		}
+		segStart = i + 1
+	}
+	return true
 }
 
 // decodeOnce percent-decodes s once; an escape that is not '%' and two hex digits is kept.

@@ -85,6 +85,9 @@ func FuzzNormalizePath(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, p string) {
 		got := NormalizePath(p)
+		if slow := normalize(p); slow != got {
+			t.Fatalf("fast path disagrees: %q -> %q, full normalisation %q", p, got, slow)
+		}
 		if again := NormalizePath(got); again != got {
 			t.Fatalf("not idempotent: %q -> %q -> %q", p, got, again)
 		}
@@ -103,4 +106,24 @@ func FuzzNormalizePath(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestNormalizePathFastPath checks that the allocation-free path for canonical input gives
+// exactly what the full normalisation gives.
+func TestNormalizePathFastPath(t *testing.T) {
+	for _, p := range []string{
+		"/", "/a", "/a/b", "/api/engine/v2/systems/sys-1", "/a/.b/c.", "/a/..b", "/a/b..",
+		"//", "/a/", "/a//b", "/./a", "/a/.", "/a/..", "/a/../b", "/a%2e", "/a?b", "/a#b", "a", "",
+	} {
+		fast := isCanonical(p)
+		if fast && NormalizePath(p) != p {
+			t.Errorf("isCanonical(%q) but NormalizePath gives %q", p, NormalizePath(p))
+		}
+		if !fast && p != "" && NormalizePath(p) == p && p != "/" {
+			t.Errorf("%q is canonical but isCanonical says no", p)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = NormalizePath("/api/engine/v2/systems/sys-1") }); n != 0 {
+		t.Errorf("NormalizePath of a canonical path allocates %v times", n)
+	}
 }
