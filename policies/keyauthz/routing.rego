@@ -38,10 +38,8 @@ _methods := {upper(m) | some r in data.keyauthz.routes.table; some m in r.method
 
 _method_index(m) := {
 	"exact": {e.key: e.route | some e in entries; e.kind == "exact"},
-	"masks": {n: [_patch(mask) | some mask in sort({e.mask | some e in entries; e.kind == "exact"; e.n == n})] |
-		some e in entries
-		e.kind == "exact"
-		n := e.n
+	"masks": {n: [_patch(mask) | some mask in sort({e.mask | some e in exact; e.n == n})] |
+		some n in {e.n | some e in exact}
 	},
 	"prefix": {e.key: e.route | some e in entries; e.kind == "prefix"},
 	"prefix_lengths": array.reverse(sort({to_number(e.n) | some e in entries; e.kind == "prefix"})),
@@ -52,6 +50,7 @@ _method_index(m) := {
 		e.method == "*"
 		not _defines(own, e)
 	}
+	exact := {e | some e in entries; e.kind == "exact"}
 }
 
 _defines(entries, e) if {
