@@ -116,7 +116,11 @@ func startOPA(bin, bundle string) (*proc, error) {
 		return nil, err
 	}
 	p := &proc{name: "opa", url: "http://" + addr, stderr: &tailBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "run", "--server", "--addr", addr, "--bundle", bundle, "--log-level", "error")
+	// --optimize-store-for-read-speed keeps the bundle's data as AST values, so that OPA does
+	// not convert the route index on every evaluation: OPA's fastest setting for this policy
+	// (about 300 µs instead of 1 ms per decision in `opa bench`).
+	p.cmd = exec.Command(bin, "run", "--server", "--addr", addr, "--bundle", bundle, "--log-level", "error",
+		"--optimize-store-for-read-speed", "--skip-version-check", "--disable-telemetry")
 	p.cmd.Stdout, p.cmd.Stderr = p.stderr, p.stderr
 	start := time.Now()
 	if err := p.cmd.Start(); err != nil {
