@@ -191,11 +191,26 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 
 	registry := prometheus.NewRegistry()
+	authorizer := newAuthorizer(cfg, store, policy.engine, logger, registry)
+	// last_used_at: uses are collected in memory and written every usageFlushInterval, and once
+	// more at shutdown, before the store closes.
+	usage := keys.NewUsageRecorder(store, logger)
+	authorizer.Usage = usage
+	usageCtx, stopUsage := context.WithCancel(context.WithoutCancel(ctx))
+	usageDone := make(chan struct{})
+	go func() {
+		defer close(usageDone)
+		usage.Run(usageCtx, usageFlushInterval)
+	}()
+	defer func() {
+		stopUsage()
+		<-usageDone
+	}()
 	handler := server.New(server.Deps{
 		Logger:      logger,
 		Store:       store,
 		Engine:      policy.engine,
-		Authorizer:  newAuthorizer(cfg, store, policy.engine, logger, registry),
+		Authorizer:  authorizer,
 		Registry:    registry,
 		Health:      policy.Health,
 		Scopes:      policy.Scopes,
@@ -239,6 +254,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	logger.Info("stopped")
 	return nil
 }
+
+// usageFlushInterval is how often key uses are written to the store (last_used_at).
+const usageFlushInterval = 10 * time.Second
 
 // newAuthorizer is the credential path with its caches (a size of 0 turns a cache off), whose
 // hits and misses are exported as keyauthz_cache_{hits,misses}_total{cache="key"|"decision"}.

@@ -105,6 +105,13 @@ type Authorizer struct {
 	// domain, a delete or a policy swap makes the next decision fresh, and a decision made with
 	// a key is never served once the key has expired.
 	Decisions *cache.Decisions
+	// Usage, when set, is told of every use of a valid key (for last_used_at).
+	Usage UsageRecorder
+}
+
+// UsageRecorder notes key uses; keys.UsageRecorder writes them to the store in batches.
+type UsageRecorder interface {
+	Record(keyID string, at time.Time)
 }
 
 // Authorize judges r. It never allows on an error: every failure is a deny with its status.
@@ -141,6 +148,9 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 			return res
 		}
 		res.Key, res.User = auth.Key, auth.User
+		if a.Usage != nil {
+			a.Usage.Record(auth.Key.ID, now)
+		}
 		in.Key = &opa.Key{
 			ID:          auth.Key.ID,
 			AuthorityID: auth.Key.AuthorityID,
