@@ -41,7 +41,8 @@ func TestRego(t *testing.T) {
 		SetStore(store).
 		CapturePrintOutput(true).
 		SetTimeout(time.Minute).
-		Run(t.Context(), modules)
+		SetModules(modules).
+		RunTests(t.Context(), nil)
 	if err != nil {
 		t.Fatalf("run rego tests: %v", err)
 	}

@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -719,7 +720,9 @@ func (s *Store) UpdateKey(ctx context.Context, id string, u KeyUpdate) (*APIKey,
 			rec.ExpiresAt = u.ExpiresAt.Value
 			fs = checkExpiry(rec.ExpiresAt, now, fs)
 		}
-		renamed := !hasFailure(fs, "name") && strings.ToLower(rec.Name) != strings.ToLower(oldName)
+		// Compare as the name index does (kKeyName lower-cases): strings.EqualFold folds more
+		// (ſ and s), and a rename it missed would leave the index naming the old name.
+		renamed := !hasFailure(fs, "name") && !bytes.Equal(kKeyName(rec.AuthorityID, rec.Name), kKeyName(rec.AuthorityID, oldName))
 		if renamed {
 			taken, err := exists(t.txn, kKeyName(rec.AuthorityID, rec.Name))
 			if err != nil {

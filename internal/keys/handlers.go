@@ -151,10 +151,7 @@ func HandleUpdateKey(s *Store) gin.HandlerFunc {
 			WriteError(c, err)
 			return
 		}
-		k, err := s.UpdateKey(c.Request.Context(), c.Param("id"), KeyUpdate{
-			Name: req.Name, Description: req.Description, Scopes: req.Scopes,
-			Permissions: req.Permissions, ExpiresAt: req.ExpiresAt,
-		})
+		k, err := s.UpdateKey(c.Request.Context(), c.Param("id"), KeyUpdate(req))
 		if err != nil {
 			WriteError(c, err)
 			return
