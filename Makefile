@@ -12,11 +12,12 @@ run: ## run the service on its embedded defaults (./data, built-in policy, 127.0
 build: ## build the keyauthz binary into ./keyauthz
 	$(GO) build -o keyauthz ./cmd/keyauthz
 
-test: vet test-go test-rego ## everything CI runs: vet, Go tests (race on), opa check and opa test
+test: vet test-go test-rego ## everything CI runs: vet, staticcheck, Go tests (race on), opa check and opa test
 
-vet: ## go vet and gofmt
+vet: ## go vet, gofmt and staticcheck (pinned in go.mod as a tool)
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) tool staticcheck ./...
 
 test-go: ## go test with the race detector (every package of ours runs goroutines or tests them)
 	$(GO) test -race -count=1 ./...
