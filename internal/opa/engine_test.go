@@ -367,13 +367,30 @@ func TestSwapRace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	decideWhileSwapping(t, e, 50, func(n int) {
+		next := a
+		if n%2 == 0 {
+			next = b
+		}
+		if err := e.Swap(t.Context(), next); err != nil {
+			t.Errorf("Swap %d: %v", n, err)
+		}
+	})
+}
+
+// decideWhileSwapping decides with 8 goroutines on e, which serves test policy "a", while swap
+// is called swaps times (swap n must leave policy "b" in place for even n, "a" for odd n), and
+// fails the test if any decision is neither policy a's nor policy b's answer: a half-loaded
+// policy would give some third answer, or a 500.
+func decideWhileSwapping(t *testing.T, e *Engine, swaps int, swap func(n int)) {
+	t.Helper()
 	inputs := []*Input{
 		{Request: request("GET", "/systems"), Key: keyWith("systems")},
 		{Request: request("GET", "/systems"), Key: keyWith("zones")},
 		{Request: request("POST", "/api_keys"), Key: keyWith("api_keys")},
 		{Request: request("GET", "/systems")},
 	}
-	eb, err := New(t.Context(), b, Options{})
+	eb, err := New(t.Context(), loadTestPolicy(t, "b"), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,14 +422,8 @@ func TestSwapRace(t *testing.T) {
 			}
 		})
 	}
-	for n := range 50 {
-		next := a
-		if n%2 == 0 {
-			next = b
-		}
-		if err := e.Swap(t.Context(), next); err != nil {
-			t.Errorf("Swap %d: %v", n, err)
-		}
+	for n := range swaps {
+		swap(n)
 	}
 	close(done)
 	wg.Wait()

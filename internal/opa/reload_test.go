@@ -7,7 +7,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -302,45 +301,7 @@ func TestReloaderSwapRace(t *testing.T) {
 	replaceFile(t, path, files[0])
 	r := newTestReloader(t, Source{Bundle: path})
 	e := r.Engine()
-	inputs := []*Input{
-		{Request: request("GET", "/systems"), Key: keyWith("systems")},
-		{Request: request("GET", "/systems"), Key: keyWith("zones")},
-		{Request: request("POST", "/api_keys"), Key: keyWith("api_keys")},
-		{Request: request("GET", "/systems")},
-	}
-	eb, err := New(t.Context(), loadTestPolicy(t, "b"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	answers := make([][2]Decision, len(inputs))
-	for i, in := range inputs {
-		answers[i] = [2]Decision{e.Decide(t.Context(), in), eb.Decide(t.Context(), in)}
-		if answers[i][0] == answers[i][1] {
-			t.Fatalf("input %d: policies a and b agree; the test would prove nothing", i)
-		}
-	}
-
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for g := range 8 {
-		wg.Go(func() {
-			for n := 0; ; n++ {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				i := (g + n) % len(inputs)
-				got, err := e.DecideWithError(t.Context(), inputs[i])
-				if got != answers[i][0] && got != answers[i][1] {
-					errs <- fmt.Errorf("input %d: decision %+v is neither policy's (error: %v)", i, got, err)
-					return
-				}
-			}
-		})
-	}
-	for n := range 50 {
+	decideWhileSwapping(t, e, 50, func(n int) {
 		replaceFile(t, path, files[(n+1)%2])
 		if swapped, err := r.Check(t.Context()); !swapped || err != nil {
 			t.Errorf("swap %d: swapped %v, err %v", n, swapped, err)
@@ -348,13 +309,7 @@ func TestReloaderSwapRace(t *testing.T) {
 		if want := [2]string{"a", "b"}[(n+1)%2]; e.Revision() != want {
 			t.Errorf("swap %d: revision %q, want %q", n, e.Revision(), want)
 		}
-	}
-	close(done)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	})
 }
 
 // TestReloaderRun checks the polling loop picks a change up without a Check from the test.
