@@ -29,14 +29,18 @@ func runDecide(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	cfg := Config{PolicyDir: *policyDir, Bundle: *bundlePath}
-	b, err := loadPolicy(cfg)
+	src, err := policySource(cfg)
+	if err != nil {
+		return fmt.Errorf("policy: %w", err)
+	}
+	b, err := src.Load()
 	if err != nil {
 		return fmt.Errorf("policy: %w", err)
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	engine, err := opa.New(ctx, b, opa.Options{Logger: logger})
 	if err != nil {
-		return fmt.Errorf("policy %s: %w", policyName(cfg), err)
+		return fmt.Errorf("policy %s: %w", src, err)
 	}
 	var r io.Reader = os.Stdin
 	if *input != "-" {

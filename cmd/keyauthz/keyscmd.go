@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,7 +38,7 @@ func runKeys(ctx context.Context, args []string, getenv func(string) string, std
 	fs := flag.NewFlagSet("keyauthz keys", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, keysUsage) }
-	base := fs.String("url", firstNonEmptyString(getenv("KEYAUTHZ_URL"), "http://localhost:8080"), "keyauthz base URL")
+	base := fs.String("url", cmp.Or(getenv("KEYAUTHZ_URL"), "http://localhost:8080"), "keyauthz base URL")
 	keyFile := fs.String("key-file", filepath.Join(".", "data", bootstrapKeyFile), "file holding the caller's API key")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -179,13 +180,4 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-func firstNonEmptyString(vals ...string) string {
-	for _, v := range vals {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }

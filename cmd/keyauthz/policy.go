@@ -79,15 +79,6 @@ func policySource(cfg Config) (opa.Source, error) {
 	return src, nil
 }
 
-// loadPolicy loads cfg's policy once, unverified (keyauthz decide).
-func loadPolicy(cfg Config) (*bundle.Bundle, error) {
-	return opa.Source{Bundle: cfg.Bundle, PolicyDir: cfg.PolicyDir}.Load()
-}
-
-func policyName(cfg Config) string {
-	return opa.Source{Bundle: cfg.Bundle, PolicyDir: cfg.PolicyDir}.String()
-}
-
 // loaded is called with every policy the engine starts serving.
 func (p *policyLoader) loaded(b *bundle.Bundle) {
 	scopes := scopeNames(b)

@@ -47,12 +47,6 @@ func (e *Engine) DecidePolicy(ctx context.Context, in *Input) (Decision, Policy)
 	return d, policyOf(st)
 }
 
-// DecideRevision is Decide that also returns the revision of the policy the evaluation used.
-func (e *Engine) DecideRevision(ctx context.Context, in *Input) (Decision, string) {
-	d, p := e.DecidePolicy(ctx, in)
-	return d, p.Revision
-}
-
 // decideState evaluates in against one compiled policy, with the engine's time-out.
 func (e *Engine) decideState(ctx context.Context, st *state, in *Input) (Decision, error) {
 	if st == nil {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -91,7 +92,7 @@ func (s *Server) handleDataDecision(boolOnly bool) gin.HandlerFunc {
 		res, id := s.decide(c, authz.Request{
 			Method:   body.Input.Method,
 			URI:      body.Input.Path,
-			Host:     firstNonEmpty(body.Input.Host, header.Get("Host")),
+			Host:     cmp.Or(body.Input.Host, header.Get("Host")),
 			Header:   header,
 			Protocol: body.Input.Protocol,
 		})
@@ -190,26 +191,17 @@ func forwardedRequest(r *http.Request) authz.Request {
 	out := authz.Request{Method: r.Method, Host: r.Host, Header: h}
 	switch {
 	case h.Get("X-Forwarded-Uri") != "" || h.Get("X-Forwarded-Method") != "":
-		out.Method = firstNonEmpty(h.Get("X-Forwarded-Method"), r.Method)
-		out.URI = firstNonEmpty(h.Get("X-Forwarded-Uri"), "/")
-		out.Host = firstNonEmpty(h.Get("X-Forwarded-Host"), r.Host)
+		out.Method = cmp.Or(h.Get("X-Forwarded-Method"), r.Method)
+		out.URI = cmp.Or(h.Get("X-Forwarded-Uri"), "/")
+		out.Host = cmp.Or(h.Get("X-Forwarded-Host"), r.Host)
 	case h.Get("X-Original-Uri") != "" || h.Get("X-Original-Method") != "":
-		out.Method = firstNonEmpty(h.Get("X-Original-Method"), r.Method)
-		out.URI = firstNonEmpty(h.Get("X-Original-Uri"), "/")
-		out.Host = firstNonEmpty(h.Get("X-Original-Host"), h.Get("X-Forwarded-Host"), r.Host)
+		out.Method = cmp.Or(h.Get("X-Original-Method"), r.Method)
+		out.URI = cmp.Or(h.Get("X-Original-Uri"), "/")
+		out.Host = cmp.Or(h.Get("X-Original-Host"), h.Get("X-Forwarded-Host"), r.Host)
 	default:
 		out.URI = strings.TrimPrefix(requestURI(r), "/authz")
 	}
 	return out
-}
-
-func firstNonEmpty(vals ...string) string {
-	for _, v := range vals {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // forwardAuthPrefix is the path prefix of forward auth; Envoy appends the original path to it.

@@ -2,7 +2,6 @@ package server
 
 import (
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -59,5 +58,3 @@ func (s *Server) handleNoRoute() gin.HandlerFunc {
 		c.AbortWithStatusJSON(http.StatusNotFound, gin.H{"error": "not found"})
 	}
 }
-
-func urlUnescape(s string) (string, error) { return url.QueryUnescape(s) }

@@ -6,6 +6,7 @@ package server
 import (
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -131,7 +132,7 @@ func RedactQuery(raw string) string {
 	parts := strings.Split(raw, "&")
 	for i, p := range parts {
 		name, _, _ := strings.Cut(p, "=")
-		if n, err := urlUnescape(name); err == nil && strings.EqualFold(n, authz.KeyParam) {
+		if n, err := url.QueryUnescape(name); err == nil && strings.EqualFold(n, authz.KeyParam) {
 			parts[i] = name + "=REDACTED"
 		}
 	}
