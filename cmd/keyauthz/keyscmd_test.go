@@ -55,4 +55,12 @@ func TestKeysCommand(t *testing.T) {
 	if _, err = keys("create", "--name", "bad", "--user-id", me.User.ID, "--scopes", "a.b.c"); err == nil || !strings.Contains(err.Error(), "400") {
 		t.Fatalf("create with a bad scope: want a 400 error, got %v", err)
 	}
+
+	// The requests above went through the caches serve wires in; /metrics counts them.
+	metrics := string(ts.must(t, call{method: "GET", path: "/metrics"}).body)
+	for _, series := range []string{`keyauthz_cache_hits_total{cache="key"}`, `keyauthz_cache_misses_total{cache="decision"}`} {
+		if !strings.Contains(metrics, series) {
+			t.Errorf("/metrics lacks %s", series)
+		}
+	}
 }

@@ -17,7 +17,6 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/bundle"
 	opakeys "github.com/open-policy-agent/opa/v1/keys"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keyauthz/keyauthz/internal/authz"
 	"github.com/keyauthz/keyauthz/internal/cache"
@@ -190,8 +189,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		decisionLog = server.NewDecisionLogger(w)
 	}
 
-	registry := prometheus.NewRegistry()
-	authorizer := newAuthorizer(cfg, store, policy.engine, logger, registry)
+	authorizer, cacheStats := newAuthorizer(cfg, store, policy.engine, logger)
 	// last_used_at: uses are collected in memory and written every usageFlushInterval, and once
 	// more at shutdown, before the store closes.
 	usage := keys.NewUsageRecorder(store, logger)
@@ -211,7 +209,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Store:       store,
 		Engine:      policy.engine,
 		Authorizer:  authorizer,
-		Registry:    registry,
+		CacheStats:  cacheStats,
 		Health:      policy.Health,
 		Scopes:      policy.Scopes,
 		Version:     version(),
@@ -258,23 +256,14 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 // usageFlushInterval is how often key uses are written to the store (last_used_at).
 const usageFlushInterval = 10 * time.Second
 
-// newAuthorizer is the credential path with its caches (a size of 0 turns a cache off), whose
-// hits and misses are exported as keyauthz_cache_{hits,misses}_total{cache="key"|"decision"}.
-func newAuthorizer(cfg Config, store *keys.Store, engine *opa.Engine, logger *slog.Logger, reg *prometheus.Registry) *authz.Authorizer {
+// newAuthorizer is the credential path with its caches (a size of 0 turns a cache off), and
+// the caches' hit and miss counters for /metrics.
+func newAuthorizer(cfg Config, store *keys.Store, engine *opa.Engine, logger *slog.Logger) (*authz.Authorizer, map[string]server.CacheStats) {
 	opts := cache.Options{Keys: cfg.KeyCacheSize, UnknownKeys: cfg.KeyCacheSize, Hosts: cache.DefaultOptions().Hosts}
 	cached := cache.New(store, opts)
 	decisions := cache.NewDecisions(cfg.DecisionCacheSize)
-	stats := map[string]func() (uint64, uint64){"key": cached.Stats, "decision": decisions.Stats}
-	for name, f := range stats {
-		labels := prometheus.Labels{"cache": name}
-		reg.MustRegister(
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyauthz_cache_hits_total", Help: "Lookups answered from a cache.", ConstLabels: labels},
-				func() float64 { h, _ := f(); return float64(h) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyauthz_cache_misses_total", Help: "Lookups a cache could not answer.", ConstLabels: labels},
-				func() float64 { _, m := f(); return float64(m) }),
-		)
-	}
-	return &authz.Authorizer{Store: cached, Engine: engine, Logger: logger, Decisions: decisions}
+	stats := map[string]server.CacheStats{"key": cached.Stats, "decision": decisions.Stats}
+	return &authz.Authorizer{Store: cached, Engine: engine, Logger: logger, Decisions: decisions}, stats
 }
 
 func openDecisionLog(path string, stdout io.Writer) (io.Writer, func(), error) {

@@ -12,13 +12,17 @@ import (
 )
 
 // metrics are the Prometheus series of design §6: decisions by result and status, decision
-// latency, the store's size and the active policy revision (both read at scrape time).
+// latency, the store's size, the active policy revision and the caches' hits and misses (all
+// read at scrape time).
 type metrics struct {
 	decisions *prometheus.CounterVec
 	latency   prometheus.Histogram
 }
 
-func newMetrics(reg *prometheus.Registry, store *keys.Store, revision func() string) *metrics {
+// CacheStats returns a cache's lookups answered from memory and not.
+type CacheStats func() (hits, misses uint64)
+
+func newMetrics(reg *prometheus.Registry, store *keys.Store, revision func() string, caches map[string]CacheStats) *metrics {
 	m := &metrics{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keyauthz_decisions_total",
@@ -42,6 +46,15 @@ func newMetrics(reg *prometheus.Registry, store *keys.Store, revision func() str
 				ConstLabels: prometheus.Labels{"kind": kind},
 			}, storeCount(store, kind)))
 		}
+	}
+	for name, stats := range caches {
+		labels := prometheus.Labels{"cache": name}
+		reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyauthz_cache_hits_total", Help: "Lookups answered from a cache.", ConstLabels: labels},
+				func() float64 { h, _ := stats(); return float64(h) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyauthz_cache_misses_total", Help: "Lookups a cache could not answer.", ConstLabels: labels},
+				func() float64 { _, m := stats(); return float64(m) }),
+		)
 	}
 	return m
 }

@@ -39,6 +39,9 @@ type Deps struct {
 	Scopes func() []string
 	// Version is the build's version string.
 	Version string
+	// CacheStats are the caches' counters, by cache name, exported as
+	// keyauthz_cache_{hits,misses}_total{cache=name}.
+	CacheStats map[string]CacheStats
 	// Registry receives the server's metrics; nil means a new registry of its own.
 	Registry *prometheus.Registry
 	// DecisionLog, when set, receives one record per decision (decisionlog.go).
@@ -82,7 +85,7 @@ func New(deps Deps) *Server {
 	if deps.Engine != nil {
 		revision = deps.Engine.Revision
 	}
-	s.metrics = newMetrics(deps.Registry, deps.Store, revision)
+	s.metrics = newMetrics(deps.Registry, deps.Store, revision, deps.CacheStats)
 	g.Use(s.recoverJSON, s.logRequests)
 	s.routes()
 	return s
