@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/keyauthz/keyauthz/internal/testutil"
 )
 
 // End-to-end tests of the admin API and of key presentation, driven over loopback HTTP as a
@@ -40,19 +41,9 @@ type reply struct {
 
 // send performs c against ts. It never calls t.Fatal, so goroutines may use it.
 func (ts *testServer) send(ctx context.Context, c call) (reply, error) {
-	var rd io.Reader
-	switch b := c.body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	case []byte:
-		rd = bytes.NewReader(b)
-	default:
-		buf, err := json.Marshal(b)
-		if err != nil {
-			return reply{}, err
-		}
-		rd = bytes.NewReader(buf)
+	rd, err := testutil.Body(c.body)
+	if err != nil {
+		return reply{}, err
 	}
 	req, err := http.NewRequestWithContext(ctx, c.method, ts.URL+c.path, rd)
 	if err != nil {

@@ -1,14 +1,11 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -124,19 +121,9 @@ func send(t *testing.T, req *http.Request) (int, []byte, http.Header) {
 
 func newRequest(t *testing.T, method, url string, body any) *http.Request {
 	t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	case []byte:
-		rd = bytes.NewReader(b)
-	default:
-		buf, err := json.Marshal(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(buf)
+	rd, err := testutil.Body(body)
+	if err != nil {
+		t.Fatal(err)
 	}
 	req, err := http.NewRequestWithContext(context.WithoutCancel(t.Context()), method, url, rd)
 	if err != nil {

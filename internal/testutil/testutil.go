@@ -1,5 +1,5 @@
 // Package testutil holds small helpers that keyauthz's tests share across packages: a buffer
-// safe for a server's concurrent writes, and signing keys for bundle tests. Only tests import it.
+// safe for a server's concurrent writes, request bodies, and signing keys for bundle tests. Only tests import it.
 package testutil
 
 import (
@@ -7,9 +7,12 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -33,6 +36,25 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Body turns a test's request body into a reader: nil is no body (nil reader), a string or
+// []byte is sent as is, and anything else is sent as its JSON encoding.
+func Body(body any) (io.Reader, error) {
+	switch b := body.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		return strings.NewReader(b), nil
+	case []byte:
+		return bytes.NewReader(b), nil
+	default:
+		buf, err := json.Marshal(b)
+		if err != nil {
+			return nil, err
+		}
+		return bytes.NewReader(buf), nil
+	}
 }
 
 // WriteRSAKeyPair writes a new 2048-bit RSA key pair as PEM files in dir, NAME.pem (private,
