@@ -70,7 +70,6 @@ type keyEntry struct {
 	hash      string
 	digest    [sha256.Size]byte
 	hasDigest bool
-	expiresAt *int64
 	// res is shared by every request the entry answers; its records are read-only.
 	res *keys.AuthResult
 }
@@ -148,7 +147,7 @@ func (s *Store) Authenticate(ctx context.Context, plaintext string, now time.Tim
 	if err != nil {
 		return nil, err
 	}
-	e := &keyEntry{gen: g, hash: k.Hash, expiresAt: k.ExpiresAt}
+	e := &keyEntry{gen: g, hash: k.Hash}
 	k.Hash = ""
 	e.res = &keys.AuthResult{Key: k, User: u, Domain: d}
 	verified := keys.VerifyHash(id, secret, e.hash)
@@ -174,7 +173,7 @@ func (e *keyEntry) withDigest(d [sha256.Size]byte) *keyEntry {
 
 // check is the expiry check of a verified key: expires_at <= now is expired.
 func (e *keyEntry) check(now time.Time) (*keys.AuthResult, error) {
-	if e.expiresAt != nil && *e.expiresAt <= now.Unix() {
+	if e.res.Key.Expired(now) {
 		return nil, keys.ErrExpiredKey
 	}
 	return e.res, nil
