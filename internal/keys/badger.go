@@ -913,16 +913,18 @@ func deleteKeyTx(t *tx, id string) error {
 	return nil
 }
 
-func putKey(txn *badger.Txn, k *APIKey, hash string) error {
+// putKey writes the key record with its hash and its by-domain and by-user index entries (the
+// name index is the caller's: it changes only on create and rename).
+func putKey(w setter, k *APIKey, hash string) error {
 	rec := keyRecord{APIKey: *k, Hash: hash}
 	rec.APIKey.Hash = ""
-	if err := setJSON(txn, kKey(k.ID), &rec); err != nil {
+	if err := setJSON(w, kKey(k.ID), &rec); err != nil {
 		return err
 	}
-	if err := txn.Set(kKeyByDomain(k.AuthorityID, k.ID), nil); err != nil {
+	if err := w.Set(kKeyByDomain(k.AuthorityID, k.ID), nil); err != nil {
 		return err
 	}
-	return txn.Set(kKeyByUser(k.UserID, k.ID), nil)
+	return w.Set(kKeyByUser(k.UserID, k.ID), nil)
 }
 
 // getKey returns the key with its Hash set, or ENOTFOUND.
@@ -975,12 +977,18 @@ func getJSON(txn *badger.Txn, key []byte, v any) error {
 	})
 }
 
-func setJSON(txn *badger.Txn, key []byte, v any) error {
+// setter is what records are written through: a transaction (*badger.Txn) or, for bulk
+// imports, a *badger.WriteBatch.
+type setter interface {
+	Set(key, val []byte) error
+}
+
+func setJSON(w setter, key []byte, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", key, err)
 	}
-	return txn.Set(key, b)
+	return w.Set(key, b)
 }
 
 func exists(txn *badger.Txn, key []byte) (bool, error) {

@@ -3,7 +3,6 @@ package keys
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
@@ -82,21 +81,11 @@ func (s *Store) ImportKeys(ctx context.Context, seq iter.Seq[BulkKey]) (int, err
 		if wb == nil {
 			wb = s.db.NewWriteBatch()
 		}
-		rec := keyRecord{APIKey: k, Hash: bk.Hash}
-		rec.APIKey.Hash = ""
-		val, err := json.Marshal(&rec)
-		if err != nil {
+		if err := putKey(wb, &k, bk.Hash); err != nil {
 			return written, fmt.Errorf("import key %s: %w", k.ID, err)
 		}
-		for _, kv := range [...][2][]byte{
-			{kKey(k.ID), val},
-			{kKeyByDomain(k.AuthorityID, k.ID), nil},
-			{kKeyByUser(k.UserID, k.ID), nil},
-			{kKeyName(k.AuthorityID, k.Name), []byte(k.ID)},
-		} {
-			if err := wb.Set(kv[0], kv[1]); err != nil {
-				return written, fmt.Errorf("import keys: %w", err)
-			}
+		if err := wb.Set(kKeyName(k.AuthorityID, k.Name), []byte(k.ID)); err != nil {
+			return written, fmt.Errorf("import keys: %w", err)
 		}
 		chunk = append(chunk, Change{Kind: KindKey, ID: k.ID})
 		if len(chunk) == importChunk {
