@@ -494,3 +494,15 @@ func TestServeBundleSwapUnderLoad(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// dig walks nested JSON objects along path.
+func dig(v any, path ...string) any {
+	for _, p := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[p]
+	}
+	return v
+}

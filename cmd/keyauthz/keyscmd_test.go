@@ -56,6 +56,11 @@ func TestKeysCommand(t *testing.T) {
 		t.Fatalf("create with a bad scope: want a 400 error, got %v", err)
 	}
 
+	scopes := ts.admin(t, "GET", "/api/engine/v2/scopes", nil, 200).body
+	if !strings.Contains(string(scopes), `"api_keys"`) || !strings.Contains(string(scopes), `"public"`) {
+		t.Errorf("GET /scopes: %s", scopes)
+	}
+
 	// The requests above went through the caches serve wires in; /metrics counts them.
 	metrics := string(ts.must(t, call{method: "GET", path: "/metrics"}).body)
 	for _, series := range []string{`keyauthz_cache_hits_total{cache="key"}`, `keyauthz_cache_misses_total{cache="decision"}`} {

@@ -81,7 +81,7 @@ func policySource(cfg Config) (opa.Source, error) {
 
 // loaded is called with every policy the engine starts serving.
 func (p *policyLoader) loaded(b *bundle.Bundle) {
-	scopes := scopeNames(b)
+	scopes := opa.ScopeNames(b)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.scopes = scopes

@@ -11,11 +11,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
-	"github.com/open-policy-agent/opa/v1/bundle"
 	opakeys "github.com/open-policy-agent/opa/v1/keys"
 
 	"github.com/keyauthz/keyauthz/internal/authz"
@@ -275,36 +273,4 @@ func openDecisionLog(path string, stdout io.Writer) (io.Writer, func(), error) {
 		return nil, nil, fmt.Errorf("decision log: %w", err)
 	}
 	return f, func() { _ = f.Close() }, nil
-}
-
-// scopeNames lists the scopes a policy's route table names, plus public and guest, sorted.
-func scopeNames(b *bundle.Bundle) []string {
-	set := map[string]bool{"public": true, "guest": true}
-	table, _ := dig(b.Data, "keyauthz", "routes", "table").([]any)
-	for _, r := range table {
-		route, _ := r.(map[string]any)
-		list, _ := route["scopes"].([]any)
-		for _, s := range list {
-			if name, ok := s.(string); ok {
-				set[name] = true
-			}
-		}
-	}
-	out := make([]string, 0, len(set))
-	for s := range set {
-		out = append(out, s)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func dig(v any, path ...string) any {
-	for _, p := range path {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil
-		}
-		v = m[p]
-	}
-	return v
 }

@@ -178,29 +178,7 @@ func compile(ctx context.Context, b *bundle.Bundle) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	modules := make(map[string]*ast.Module, len(b.Modules))
-	for _, m := range b.Modules {
-		if m.Parsed == nil {
-			return nil, fmt.Errorf("opa: policy %s: module %s is not parsed", rev, m.Path)
-		}
-		modules[m.Path] = m.Parsed
-	}
-	if len(modules) == 0 {
-		return nil, fmt.Errorf("opa: policy %s: no Rego modules", rev)
-	}
-	compiler := ast.NewCompiler().
-		WithDefaultRegoVersion(ast.RegoV1).
-		WithStrict(true).
-		WithEnablePrintStatements(false)
-	if compiler.Compile(modules); compiler.Failed() {
-		return nil, fmt.Errorf("opa: policy %s: compile: %w", rev, compiler.Errors)
-	}
-
-	index, err := buildIndex(ctx, compiler, b.Data)
-	if err != nil {
-		return nil, fmt.Errorf("opa: policy %s: %w", rev, err)
-	}
-	data, err := withValueAt(b.Data, indexPath, index)
+	compiler, data, err := compileWithIndex(ctx, b)
 	if err != nil {
 		return nil, fmt.Errorf("opa: policy %s: %w", rev, err)
 	}
@@ -232,6 +210,39 @@ func compile(ctx context.Context, b *bundle.Bundle) (*state, error) {
 		return nil, fmt.Errorf("opa: policy %s does not decide on an empty input: %w", rev, err)
 	}
 	return st, nil
+}
+
+// compileWithIndex compiles b's modules (Rego v1, strict, as `opa check --strict`) and returns
+// the compiler and b's data with the route index materialised at data.keyauthz.routes.index:
+// IndexQuery evaluated once against b's own table. b is not modified. Both the engine and the
+// bundle builder (WithRouteIndex) load policies through it, so what builds also loads.
+func compileWithIndex(ctx context.Context, b *bundle.Bundle) (*ast.Compiler, map[string]any, error) {
+	modules := make(map[string]*ast.Module, len(b.Modules))
+	for _, m := range b.Modules {
+		if m.Parsed == nil {
+			return nil, nil, fmt.Errorf("module %s is not parsed", m.Path)
+		}
+		modules[m.Path] = m.Parsed
+	}
+	if len(modules) == 0 {
+		return nil, nil, errors.New("no Rego modules")
+	}
+	compiler := ast.NewCompiler().
+		WithDefaultRegoVersion(ast.RegoV1).
+		WithStrict(true).
+		WithEnablePrintStatements(false)
+	if compiler.Compile(modules); compiler.Failed() {
+		return nil, nil, fmt.Errorf("compile: %w", compiler.Errors)
+	}
+	index, err := buildIndex(ctx, compiler, b.Data)
+	if err != nil {
+		return nil, nil, err
+	}
+	data, err := withValueAt(b.Data, indexPath, index)
+	if err != nil {
+		return nil, nil, err
+	}
+	return compiler, data, nil
 }
 
 // buildIndex evaluates IndexQuery once against the policy's own data.

@@ -4,15 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
-	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/util"
 )
-
-// IndexPath is the data path of the materialised route index, data.keyauthz.routes.index, as
-// a bundle data path ("keyauthz/routes/index").
-const IndexPath = "keyauthz/routes/index"
 
 // WithRouteIndex returns a copy of b whose data holds the route index at
 // data.keyauthz.routes.index: IndexQuery evaluated once against b's own modules and route
@@ -24,37 +21,19 @@ func WithRouteIndex(ctx context.Context, b *bundle.Bundle) (*bundle.Bundle, erro
 	if b == nil {
 		return nil, errors.New("opa: no policy bundle")
 	}
-	modules := make(map[string]*ast.Module, len(b.Modules))
-	for _, m := range b.Modules {
-		if m.Parsed == nil {
-			return nil, fmt.Errorf("opa: module %s is not parsed", m.Path)
-		}
-		modules[m.Path] = m.Parsed
-	}
-	// The same compiler settings as compile, so that what builds here also loads.
-	compiler := ast.NewCompiler().
-		WithDefaultRegoVersion(ast.RegoV1).
-		WithStrict(true).
-		WithEnablePrintStatements(false)
-	if compiler.Compile(modules); compiler.Failed() {
-		return nil, fmt.Errorf("opa: compile: %w", compiler.Errors)
-	}
-	index, err := buildIndex(ctx, compiler, b.Data)
+	_, data, err := compileWithIndex(ctx, b)
 	if err != nil {
 		return nil, fmt.Errorf("opa: %w", err)
 	}
 	// Plain JSON values (json.Number for numbers), as a bundle reader would produce them, so
 	// that a signature computed over the copy's data matches the data.json written from it.
-	if err := util.RoundTrip(&index); err != nil {
+	var plain any = data
+	if err := util.RoundTrip(&plain); err != nil {
 		return nil, fmt.Errorf("opa: route index: %w", err)
-	}
-	data, err := withValueAt(b.Data, indexPath, index)
-	if err != nil {
-		return nil, fmt.Errorf("opa: %w", err)
 	}
 	out := *b
 	out.Manifest = b.Manifest.Copy()
-	out.Data = data
+	out.Data = plain.(map[string]any)
 	return &out, nil
 }
 
@@ -65,4 +44,26 @@ func ContentRevision(b *bundle.Bundle) (string, error) {
 		return "", errors.New("opa: no policy bundle")
 	}
 	return contentRevision(b)
+}
+
+// ScopeNames lists the scopes b's route table names, plus public and guest, sorted: what
+// GET /api/engine/v2/scopes answers.
+func ScopeNames(b *bundle.Bundle) []string {
+	set := map[string]bool{"public": true, "guest": true}
+	var table any = b.Data
+	for _, p := range []string{"keyauthz", "routes", "table"} {
+		m, _ := table.(map[string]any)
+		table = m[p]
+	}
+	rows, _ := table.([]any)
+	for _, r := range rows {
+		route, _ := r.(map[string]any)
+		list, _ := route["scopes"].([]any)
+		for _, s := range list {
+			if name, ok := s.(string); ok {
+				set[name] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(set))
 }

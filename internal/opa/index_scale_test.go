@@ -3,6 +3,7 @@ package opa
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -53,5 +54,23 @@ func TestDecisionCostDoesNotGrowWithTheTable(t *testing.T) {
 	}
 	if s, l := allocs["built-in"], allocs["built-in + 2000 routes"]; l > s+5 {
 		t.Errorf("a decision allocates %v times with the built-in table and %v with 2,000 more routes: evaluation grows with the table", s, l)
+	}
+}
+
+// TestScopeNames checks the scope list GET /api/engine/v2/scopes serves: every scope of the
+// built-in table, public and guest, each once, sorted.
+func TestScopeNames(t *testing.T) {
+	b, err := Builtin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ScopeNames(b)
+	for _, want := range []string{"api_keys", "control", "guest", "metadata", "public", "root", "systems", "users", "zones", "o_auth_applications"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("ScopeNames lacks %q: %v", want, got)
+		}
+	}
+	if !slices.IsSorted(got) || len(slices.Compact(slices.Clone(got))) != len(got) {
+		t.Errorf("ScopeNames is not sorted and unique: %v", got)
 	}
 }
