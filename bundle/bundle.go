@@ -68,15 +68,7 @@ func Manifest() (opabundle.Manifest, error) {
 // checks a policy: it must compile, build its route index and decide on an empty input.
 // Build returns an error, and no bundle, when any of this fails.
 func Build(ctx context.Context, opts Options) (*opabundle.Bundle, error) {
-	var (
-		src *opabundle.Bundle
-		err error
-	)
-	if opts.PolicyDir != "" {
-		src, err = opa.LoadDir(opts.PolicyDir)
-	} else {
-		src, err = opa.Builtin()
-	}
+	src, err := opa.Source{PolicyDir: opts.PolicyDir}.Load()
 	if err != nil {
 		return nil, fmt.Errorf("bundle: %w", err)
 	}
