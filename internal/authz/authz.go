@@ -90,6 +90,9 @@ type Result struct {
 	User *keys.User
 	// KeyID is the id part of a presented key even when it was refused, for logs ("" if none).
 	KeyID string
+	// Revision is the revision of the policy that decided, when the engine names it ("" when
+	// Go denied before the policy ran, or the engine does not say).
+	Revision string
 }
 
 // Authorizer is the credential path. Its fields are set once; it is safe for concurrent use.
@@ -182,7 +185,13 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	}
 	res.Input = in
 	if !caching {
-		res.Decision = a.Engine.Decide(ctx, &in)
+		if pe != nil {
+			var policy opa.Policy
+			res.Decision, policy = pe.DecidePolicy(ctx, &in)
+			res.Revision = policy.Revision
+		} else {
+			res.Decision = a.Engine.Decide(ctx, &in)
+		}
 		return res
 	}
 	dk := cache.DecisionKey{
@@ -197,11 +206,11 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 		dk.KeyID, dk.Source, expiresAt = in.Key.ID, in.Key.Source, res.Key.ExpiresAt
 	}
 	if d, ok := a.Decisions.Get(&dk, now); ok {
-		res.Decision = d
+		res.Decision, res.Revision = d, dk.Policy.Revision
 		return res
 	}
 	d, policy := pe.DecidePolicy(ctx, &in)
-	res.Decision = d
+	res.Decision, res.Revision = d, policy.Revision
 	// Cache only what a policy decided (never an engine fault), under the policy that decided
 	// it (a swap may have happened since the lookup), and only if no change committed meanwhile.
 	if d.Status != http.StatusInternalServerError && policy != (opa.Policy{}) && gs.Generation() == gen {

@@ -4,6 +4,7 @@
 package server
 
 import (
+	"cmp"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -177,7 +178,8 @@ func (s *Server) decide(c *gin.Context, r authz.Request) (authz.Result, string) 
 	c.Set(ctxKeyID, res.KeyID)
 	s.metrics.observe(res.Decision, elapsed)
 	if s.deps.DecisionLog != nil {
-		s.deps.DecisionLog.Log(id, res, s.deps.Engine.Revision(), elapsed)
+		// The revision of the policy that decided: a reload may have swapped another in since.
+		s.deps.DecisionLog.Log(id, res, cmp.Or(res.Revision, s.deps.Engine.Revision()), elapsed)
 	}
 	return res, id
 }
