@@ -125,10 +125,10 @@ func TestDecide(t *testing.T) {
 func TestDecideFailsClosed(t *testing.T) {
 	t.Parallel()
 	var logs testutil.SyncBuffer
-	e := newTestEngine(t, "faulty", Options{
-		Logger:  slogTo(&logs),
-		Timeout: 50 * time.Millisecond,
-	})
+	// A time-out generous enough for a loaded machine, and a short one only for /slow: a
+	// 50 ms bound on every case turned the allow into a 500 under -race on a busy machine.
+	e := newTestEngine(t, "faulty", Options{Logger: slogTo(&logs), Timeout: time.Minute})
+	short := newTestEngine(t, "faulty", Options{Logger: slogTo(&logs), Timeout: 50 * time.Millisecond})
 	allowed := Decision{Allow: true, Status: 200, Message: "faulty: allowed", Route: Route{Resource: "r", Access: "read", Gate: "none"}, Permissions: "user"}
 	tests := []struct {
 		path string
@@ -154,6 +154,10 @@ func TestDecideFailsClosed(t *testing.T) {
 		t.Run(tc.path, func(t *testing.T) {
 			t.Parallel()
 			in := &Input{Request: request("GET", tc.path), Key: keyWith("r")}
+			e := e
+			if tc.path == "/slow" {
+				e = short
+			}
 			got, err := e.DecideWithError(t.Context(), in)
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("DecideWithError (-want +got):\n%s", diff)
