@@ -37,7 +37,9 @@ func startServer(t *testing.T, dataDir string, extra ...string) *testServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	ts := &testServer{DataDir: dataDir, Stderr: &testutil.SyncBuffer{}, Stdout: &testutil.SyncBuffer{}, cancel: cancel, done: make(chan error, 1)}
-	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir}, extra...)
+	// --eval-timeout: a loaded test machine must not turn a decision into a time-out 500 (a
+	// later --eval-timeout in extra wins).
+	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--eval-timeout", "10s"}, extra...)
 	go func() {
 		err := run(ctx, args, func(string) string { return "" }, io.MultiWriter(pw, ts.Stdout), ts.Stderr)
 		pw.CloseWithError(io.EOF)

@@ -31,6 +31,9 @@ func loadTestPolicy(t testing.TB, name string) *bundle.Bundle {
 
 func newTestEngine(t testing.TB, name string, opts Options) *Engine {
 	t.Helper()
+	if opts.Timeout == 0 {
+		opts.Timeout = time.Minute // tests are about answers, not about a loaded machine's speed
+	}
 	e, err := New(context.Background(), loadTestPolicy(t, name), opts)
 	if err != nil {
 		t.Fatalf("New(%s): %v", name, err)

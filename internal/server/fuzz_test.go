@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/keyauthz/keyauthz/internal/keys"
 	"github.com/keyauthz/keyauthz/internal/opa"
@@ -37,7 +38,7 @@ func FuzzDataDecision(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	engine, err := opa.New(f.Context(), b, opa.Options{})
+	engine, err := opa.New(f.Context(), b, opa.Options{Timeout: 10 * time.Second})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -46,7 +46,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := opa.New(ctx, b, opa.Options{})
+	eng, err := opa.New(ctx, b, opa.Options{Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

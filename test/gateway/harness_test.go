@@ -59,7 +59,8 @@ type keyauthz struct {
 func startKeyauthz(tb testing.TB, extra ...string) *keyauthz {
 	tb.Helper()
 	k := &keyauthz{DataDir: tb.TempDir(), Stdout: &testutil.SyncBuffer{}, Stderr: &testutil.SyncBuffer{}}
-	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", k.DataDir}, extra...)
+	// --eval-timeout: a loaded test machine must not turn a decision into a time-out 500.
+	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", k.DataDir, "--eval-timeout", "10s"}, extra...)
 	cmd := exec.Command(binary, args...)
 	cmd.Env = os.Environ()
 	cmd.Stderr = k.Stderr
