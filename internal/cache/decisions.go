@@ -14,6 +14,9 @@ import (
 // decided and the store generation the key, user and domain were read at.
 type DecisionKey struct {
 	Method, Path, Host, Protocol string
+	// CrossSite is the request's cross_site input: the same request made cross-site may be
+	// refused where a same-site one is allowed.
+	CrossSite bool
 	// Query is the canonical encoding of the request's query (url.Values.Encode, the api-key
 	// parameter removed); "" when there is none.
 	Query  string

@@ -18,6 +18,10 @@ type Request struct {
 	Host     string              `json:"host"`
 	Protocol string              `json:"protocol"` // "http" or "websocket"
 	Query    map[string][]string `json:"query"`
+	// CrossSite is true when a browser says another site started the request: Sec-Fetch-Site
+	// present and not "same-origin" or "none", or Origin present with a host other than Host.
+	// The policy refuses writes made with an ambient (cookie or URL) key on such a request.
+	CrossSite bool `json:"cross_site"`
 }
 
 // Domain is a PlaceOS authority as the policy sees it.
