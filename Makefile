@@ -28,8 +28,10 @@ test-rego: ## opa check --strict and opa test on the policy
 
 fuzz: ## run each fuzz target for 30s
 	$(GO) test -run XXX -fuzz FuzzNormalizePath -fuzztime 30s ./internal/opa/
+	$(GO) test -run XXX -fuzz FuzzAmbiguous -fuzztime 30s ./internal/opa/
 	$(GO) test -run XXX -fuzz FuzzParseKey -fuzztime 30s ./internal/keys/
 	$(GO) test -run XXX -fuzz FuzzDataDecision -fuzztime 30s ./internal/server/
+	$(GO) test -run XXX -fuzz FuzzForwardAuth -fuzztime 30s ./internal/server/
 
 bundle: ## build the policy bundle ./keyauthz.tar.gz (revision: a content hash)
 	$(GO) run ./cmd/keyauthz bundle build -o keyauthz.tar.gz

@@ -5,7 +5,8 @@
 #   wanted result. A row is an object:
 #     note    the case name (the sub-test name in `opa test -v`)
 #     req     "METHOD path[?query]"; a path without a leading "/" is under /api/engine/v2
-#             ("GET systems/sys-1"), one with it is taken as is ("GET /api/staff/v1/bookings")
+#             ("GET systems/sys-1"), one with it is taken as is ("GET /api/staff/v1/bookings");
+#             the method is sent as written ("get", or "" in " systems")
 #     scopes  the key's scopes; no "scopes" field means no credential at all
 #     perm    the key's permissions (default "user")
 #     user    the user's level, as flags (default: the key's perm): user, support, admin,
@@ -14,6 +15,7 @@
 #     host    the request host (default acme.example.com; unknown hosts have no domain)
 #     keydom  the key's authority_id (default authority-acme, the domain of acme.example.com)
 #     proto   "http" (default) or "websocket"; source: "header" (default), "query", "cookie"
+#     xsite   the request's cross_site (default false)
 #     want    the wanted status; allow is wanted exactly when want is 200
 #     msg, perms, route: when present, the wanted message, permissions and route
 package keyauthz_test
@@ -46,6 +48,7 @@ _request(c) := {
 	"host": object.get(c, "host", "acme.example.com"),
 	"protocol": object.get(c, "proto", "http"),
 	"query": _query(parts),
+	"cross_site": object.get(c, "xsite", false),
 } if {
 	[method, target] := split(c.req, " ")
 	parts := split(target, "?")

@@ -23,6 +23,8 @@ tiny_table := [
 	{"id": "s-x", "methods": ["GET"], "path": "/s/x/*", "scopes": ["s"], "access": "read", "gate": "support"},
 	{"id": "s-x-y", "methods": ["GET"], "path": "/s/x/y", "scopes": ["s"], "access": "read", "gate": "admin"},
 	{"id": "root", "methods": ["GET"], "path": "/", "gate": "none", "anonymous": true},
+	{"id": "u-mixed", "methods": ["GET"], "path": "/U/Mixed/:ID", "gate": "none", "authenticated": true},
+	{"id": "h-head", "methods": ["HEAD", "options"], "path": "/h", "gate": "none", "anonymous": true},
 ]
 
 tiny_index := i if {
@@ -37,7 +39,7 @@ match_cases := [
 	{"note": "* matches GET", "req": "GET /a/c", "id": "a-any", "bound": {}},
 	{"note": "* matches DELETE", "req": "DELETE /a/c", "id": "a-any", "bound": {}},
 	{"note": "a method the row does not name", "req": "POST /a/b", "id": ""},
-	{"note": "lowercase request method", "req": "get /a/b", "id": "a-literal", "bound": {}},
+	{"note": "a lower-case request method is no method of the table", "req": "get /a/b", "id": ""},
 	{"note": "lowercase table method", "req": "GET /m/other", "id": "m-param", "bound": {"name": "other"}},
 	{"note": "a * literal before a GET parameter", "req": "GET /m/lit", "id": "m-literal-any", "bound": {}},
 	{"note": "leftmost literal first", "req": "GET /p/y/z", "id": "p-left", "bound": {"z": "z"}},
@@ -52,6 +54,19 @@ match_cases := [
 	{"note": "* prefix for another method", "req": "PUT /s/x/y", "id": "s-any", "bound": {}},
 	{"note": "prefix is segment-wise", "req": "GET /sx", "id": ""},
 	{"note": "the root path", "req": "GET /", "id": "root", "bound": {}},
+	{"note": "HEAD is looked up as GET", "req": "HEAD /a/b", "id": "a-literal", "bound": {}},
+	{"note": "OPTIONS is looked up as GET", "req": "OPTIONS /a/q", "id": "a-param", "bound": {"id": "q"}},
+	{"note": "HEAD reaches a * route as GET does", "req": "HEAD /m/lit", "id": "m-literal-any", "bound": {}},
+	{"note": "HEAD of a prefix is the GET prefix", "req": "HEAD /s/q", "id": "s-get", "bound": {}},
+	{"note": "a row's HEAD is not used", "req": "HEAD /h", "id": ""},
+	{"note": "upper-case literal", "req": "GET /A/B", "id": "a-literal", "bound": {}},
+	{"note": "mixed-case literal", "req": "GET /a/B", "id": "a-literal", "bound": {}},
+	{"note": "parameter keeps its case", "req": "GET /A/Xy-Z", "id": "a-param", "bound": {"id": "Xy-Z"}},
+	{"note": "upper-case literal before a parameter", "req": "GET /P/Y/Z", "id": "p-left", "bound": {"z": "Z"}},
+	{"note": "upper-case prefix", "req": "GET /S/X/Q", "id": "s-x", "bound": {}},
+	{"note": "upper-case * prefix for another method", "req": "PUT /S/x/Y", "id": "s-any", "bound": {}},
+	{"note": "a table literal in upper case matches any case", "req": "GET /u/MIXED/Id-1", "id": "u-mixed", "bound": {"ID": "Id-1"}},
+	{"note": "case-insensitive segments stay segment-wise", "req": "GET /SX", "id": ""},
 ]
 
 _match(c, index) := {"id": r.id, "bound": routing.params(r, path)} if {
@@ -70,7 +85,7 @@ test_match_built_index[c.note] if {
 # test_match_computed_index matches with no stored index: the policy builds it from the table,
 # here once per row, so only a few rows (literal, parameter, "*", prefixes).
 test_match_computed_index[c.note] if {
-	some i in [0, 1, 7, 14, 15]
+	some i in [0, 1, 7, 14, 15, 20, 25, 27, 32]
 	c := match_cases[i]
 	_computed(c) == _want(c)
 }
@@ -94,6 +109,11 @@ test_built_index_shape if {
 	tiny_index["*"].prefix.s.id == "s-any"
 	tiny_index.GET.prefix_lengths == [2, 1]
 	tiny_index["*"].prefix_lengths == [1]
+	tiny_index.GET.exact["u/mixed/:"].id == "u-mixed"
+	not tiny_index.GET.exact["U/Mixed/:"]
+	not tiny_index.HEAD
+	not tiny_index.OPTIONS
+	not tiny_index["*"].exact.h
 }
 
 # A stored index wins over the table: this is what lets keyauthz build it once per load.
@@ -126,11 +146,16 @@ _input(c) := {
 	[method, path] := split(c.req, " ")
 }
 
-# Every row of the shipped table is well formed: methods, a path, a known gate, scoped rows
-# with an access, admin_or_self with its self_param, and no row both anonymous and scoped.
+# Every row of the shipped table is well formed: methods keyauthz judges (not HEAD or OPTIONS,
+# which are looked up as GET, so a row naming them would never be used), a path, a known gate,
+# scoped rows with an access, admin_or_self with its self_param, and no row both anonymous and
+# scoped.
 test_route_table_rows[concat(" ", [concat("|", r.methods), r.path])] if {
 	some r in data.keyauthz.routes.table
 	count(r.methods) > 0
+	every m in r.methods {
+		upper(m) in {"GET", "POST", "PUT", "PATCH", "DELETE", "*"}
+	}
 	startswith(r.path, "/")
 	r.gate in {"none", "support", "admin", "admin_or_self"}
 	_row_shape_ok(r)
@@ -157,3 +182,22 @@ _row_shape_ok(r) if {
 }
 
 _flag_count(r) := count([f | some f in ["anonymous", "authenticated"]; r[f] == true])
+
+# match_exact_case is the route a case-sensitive backend runs: a segment in another case than
+# the table's literal can only be a parameter.
+exact_case_cases := [
+	{"note": "lower-case literal", "req": "GET /a/b", "id": "a-literal", "bound": {}},
+	{"note": "upper-case last segment is the parameter", "req": "GET /a/B", "id": "a-param", "bound": {"id": "B"}},
+	{"note": "upper-case first segment matches nothing", "req": "GET /A/b", "id": ""},
+	{"note": "HEAD as GET", "req": "HEAD /a/B", "id": "a-param", "bound": {"id": "B"}},
+]
+
+test_match_exact_case[c.note] if {
+	some c in exact_case_cases
+	_exact_case(c) == _want(c)
+}
+
+_exact_case(c) := {"id": r.id, "bound": routing.params(r, path)} if {
+	[method, path] := split(c.req, " ")
+	r := routing.match_exact_case(method, path) with data.keyauthz.routes.table as tiny_table with data.keyauthz.routes.index as tiny_index
+} else := {"id": ""}

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/keyauthz/keyauthz/internal/keys"
 )
@@ -13,10 +16,52 @@ import (
 // bootstrapKeyFile is where the first admin key is written, mode 0600, inside the data folder.
 const bootstrapKeyFile = "bootstrap.key"
 
+// prepareDataDir creates the data folder with mode 0700, or checks that an existing one is
+// private: it holds the key store (Badger writes its files 0644) and the bootstrap key, so a
+// folder that group or others may read, write or enter is refused before anything is opened
+// in it, unless it is empty. An empty folder (what `mkdir` or a fresh volume gives, 0755 under
+// the usual umask) holds nothing to protect yet: it is made 0700 and checked to be still empty
+// afterwards, so that nothing planted before the chmod is used. A folder with files in it is
+// the operator's to fix: its files may already have been read, or planted.
+func prepareDataDir(dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("data folder: %w", err)
+		}
+		// The umask may have narrowed 0700 (to 0500, say, which Badger cannot write to).
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("data folder: %w", err)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("data folder: %w", err)
+	case !fi.IsDir():
+		return fmt.Errorf("data folder %s is not a folder", dir)
+	case fi.Mode().Perm()&0o077 == 0:
+		return nil
+	}
+	refuse := fmt.Errorf("data folder %s has mode %04o: it holds the key store and the bootstrap key, so group and others must have no access to it; run `chmod 700 %s` and start again",
+		dir, fi.Mode().Perm(), dir)
+	if !isEmptyDir(dir) {
+		return refuse
+	}
+	if err := os.Chmod(dir, 0o700); err != nil || !isEmptyDir(dir) {
+		return refuse
+	}
+	return nil
+}
+
+func isEmptyDir(dir string) bool {
+	entries, err := os.ReadDir(dir)
+	return err == nil && len(entries) == 0
+}
+
 // bootstrap runs on a store with no domain: it creates the bootstrap domain, an admin user and
 // an admin key (scopes public, permissions admin), and writes the key to
 // <data-dir>/bootstrap.key. It logs the file's path, never the key.
-func bootstrap(ctx context.Context, store *keys.Store, cfg Config, logger *slog.Logger) error {
+func bootstrap(ctx context.Context, store *keys.Store, cfg Config, logger *slog.Logger) (err error) {
 	domains, err := store.ListDomains(ctx)
 	if err != nil {
 		return err
@@ -24,6 +69,19 @@ func bootstrap(ctx context.Context, store *keys.Store, cfg Config, logger *slog.
 	if len(domains) > 0 {
 		return nil
 	}
+	// The file is created before any record, so that a file or a link planted there stops the
+	// bootstrap while the store is still empty: once fixed, the next start bootstraps.
+	path := filepath.Join(cfg.DataDir, bootstrapKeyFile)
+	f, err := createSecretFile(path)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(path) // our own new file: O_EXCL created it
+		}
+	}()
 	host, _ := keys.NormalizeHost(cfg.BootstrapDomain)
 	d := &keys.Domain{Name: host, Domain: host, Description: "created by keyauthz on first start"}
 	if err := store.CreateDomain(ctx, d); err != nil {
@@ -44,8 +102,7 @@ func bootstrap(ctx context.Context, store *keys.Store, cfg Config, logger *slog.
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(cfg.DataDir, bootstrapKeyFile)
-	if err := writeSecretFile(path, string(plaintext)+"\n"); err != nil {
+	if err := writeSecret(f, string(plaintext)+"\n"); err != nil {
 		return err
 	}
 	logger.Info("bootstrapped: created a domain, an admin user and an admin key; the key is in the file",
@@ -53,20 +110,42 @@ func bootstrap(ctx context.Context, store *keys.Store, cfg Config, logger *slog.
 	return nil
 }
 
-// writeSecretFile writes data to path with mode 0600 and syncs it, so that the key survives a
-// crash right after start-up.
-func writeSecretFile(path, data string) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+// createSecretFile creates path as a new regular file of mode 0600. It never opens what is
+// already there: an existing file (which another user may be able to read) or a symbolic link
+// (which would send the key wherever it points) is an error.
+func createSecretFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|syscall.O_NOFOLLOW, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("%s already exists (a file or a link): keyauthz writes the bootstrap key only to a file it creates; if it is not yours, find out who put it there, then remove it and start again", path)
 	}
-	if _, err := f.WriteString(data); err != nil {
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	// The umask can only narrow the mode; make it exactly 0600 and check.
+	if err := f.Chmod(0o600); err != nil {
 		_ = f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
+		return nil, fmt.Errorf("chmod %s: %w", path, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o600 {
+		_ = f.Close()
+		return nil, fmt.Errorf("create %s: mode %v after creation, want a regular file of mode 0600", path, fi.Mode())
+	}
+	return f, nil
+}
+
+// writeSecret writes data to f, syncs and closes it, so that the key survives a crash right
+// after start-up.
+func writeSecret(f *os.File, data string) error {
+	if _, err := f.WriteString(data); err != nil {
+		return fmt.Errorf("write %s: %w", f.Name(), err)
 	}
 	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
+		return fmt.Errorf("sync %s: %w", f.Name(), err)
 	}
 	return f.Close()
 }

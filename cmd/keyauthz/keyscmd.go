@@ -146,6 +146,7 @@ func (c *adminClient) do(ctx context.Context, method, path string, body any) err
 	}
 	req.Header.Set("X-API-Key", c.key)
 	if body != nil {
+		// The admin API refuses a write whose body is not declared JSON (415, design §3).
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := http.DefaultClient.Do(req)

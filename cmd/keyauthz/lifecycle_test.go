@@ -437,3 +437,227 @@ func BenchmarkCreateKeyHTTP(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }
+
+// serveOnce runs `keyauthz serve` in-process on dir and returns run's error and stderr; a
+// server that does start is stopped at once.
+func serveOnce(t *testing.T, dir string) (stderrText string, err error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var stderr testutil.SyncBuffer
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dir}, func(string) string { return "" }, pw, &stderr)
+		pw.CloseWithError(io.EOF)
+		done <- err
+	}()
+	go func() {
+		b := make([]byte, 4096)
+		for {
+			n, err := pr.Read(b)
+			if strings.Contains(string(b[:n]), "listening on") {
+				cancel()
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		return stderr.String(), err
+	case <-time.After(60 * time.Second):
+		t.Fatal("keyauthz serve neither failed nor stopped within 60s")
+		return "", nil
+	}
+}
+
+// TestBootstrapRefusesPlantedFile: a bootstrap.key that exists before the first start (a
+// planted 0644 file, or a link to a file elsewhere) is an error; it is neither written nor
+// followed, and the store stays empty so that the next start, once it is removed, bootstraps.
+func TestBootstrapRefusesPlantedFile(t *testing.T) {
+	outside := filepath.Join(t.TempDir(), "attacker-readable")
+	for _, c := range []struct {
+		name  string
+		plant func(t *testing.T, path string)
+		check func(t *testing.T, path string)
+	}{
+		{"0644 file", func(t *testing.T, path string) {
+			if err := os.WriteFile(path, []byte("planted\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, func(t *testing.T, path string) {
+			if b, _ := os.ReadFile(path); string(b) != "planted\n" {
+				t.Errorf("the planted file was written: %q", b)
+			}
+		}},
+		{"symlink to a file outside", func(t *testing.T, path string) {
+			if err := os.WriteFile(outside, []byte("planted\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(outside, path); err != nil {
+				t.Fatal(err)
+			}
+		}, func(t *testing.T, path string) {
+			if b, _ := os.ReadFile(outside); string(b) != "planted\n" {
+				t.Errorf("the link was followed: the file it points to now holds %q", b)
+			}
+		}},
+		{"dangling symlink", func(t *testing.T, path string) {
+			if err := os.Symlink(filepath.Join(filepath.Dir(outside), "new"), path); err != nil {
+				t.Fatal(err)
+			}
+		}, func(t *testing.T, path string) {
+			if _, err := os.Stat(filepath.Join(filepath.Dir(outside), "new")); err == nil {
+				t.Error("the dangling link was followed: its target was created")
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			// A private folder (a shared one is refused before the bootstrap is reached).
+			if err := os.Chmod(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "bootstrap.key")
+			c.plant(t, path)
+			stderr, err := serveOnce(t, dir)
+			if err == nil || !strings.Contains(err.Error(), "bootstrap.key already exists") {
+				t.Fatalf("serve with a planted bootstrap.key: %v, want an error saying it exists; stderr:\n%s", err, stderr)
+			}
+			c.check(t, path)
+			if strings.Contains(stderr, "bootstrapped") {
+				t.Errorf("the bootstrap was logged as done:\n%s", stderr)
+			}
+			// Removed, the next start bootstraps: nothing was stored the first time.
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			ts := startServer(t, dir)
+			if ts.AdminKey == "" || !strings.Contains(ts.Stderr.String(), "bootstrapped") {
+				t.Fatalf("no bootstrap after the planted file was removed; stderr:\n%s", ts.Stderr)
+			}
+		})
+	}
+}
+
+// TestDataDirMode: a new data folder is created 0700 with bootstrap.key 0600, even under a
+// umask that narrows them, and an empty one that others could use is made 0700; a folder with
+// files in it that group or others can use is refused with a `chmod 700` hint, a non-zero
+// exit, nothing opened in it and its mode left alone.
+func TestDataDirMode(t *testing.T) {
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	checkModes := func(t *testing.T, dir string) {
+		t.Helper()
+		for path, want := range map[string]os.FileMode{dir: os.ModeDir | 0o700, filepath.Join(dir, "bootstrap.key"): 0o600} {
+			fi, err := os.Lstat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode() != want {
+				t.Errorf("%s: mode %v, want %v", path, fi.Mode(), want)
+			}
+		}
+	}
+	t.Run("fresh start under umask 0277", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "new", "data")
+		cmd := exec.Command("/bin/sh", "-c", `umask 0277 && exec "$0" "$@"`, bin, "serve", "--addr", "127.0.0.1:0", "--data-dir", dir, "--eval-timeout", "10s")
+		pr, pw := io.Pipe()
+		var stderr testutil.SyncBuffer
+		cmd.Stdout, cmd.Stderr, cmd.Env = pw, &stderr, []string{}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { err := cmd.Wait(); pw.CloseWithError(io.EOF); exited <- err }()
+		t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+		waitListening(t, pr, &stderr)
+		go func() { _, _ = io.Copy(io.Discard, pr) }()
+		checkModes(t, dir)
+	})
+	t.Run("empty 0777 folder", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.Chmod(dir, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		ts := startServer(t, dir)
+		ts.Stop(t)
+		checkModes(t, dir)
+	})
+	for _, mode := range []os.FileMode{0o755, 0o750, 0o707, 0o701} {
+		t.Run(fmt.Sprintf("used folder made %04o", mode), func(t *testing.T) {
+			dir := t.TempDir()
+			startServer(t, dir).Stop(t)
+			before, _ := os.ReadDir(dir)
+			if err := os.Chmod(dir, mode); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--data-dir", dir)
+			cmd.Env = []string{}
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+				t.Fatalf("keyauthz serve on a %04o folder: %v, want a non-zero exit; output:\n%s", mode, err, out)
+			}
+			if !strings.Contains(string(out), "chmod 700 "+dir) {
+				t.Errorf("the error does not tell to chmod 700 the folder:\n%s", out)
+			}
+			if after, _ := os.ReadDir(dir); len(after) != len(before) {
+				t.Errorf("files were created in the refused folder: %v, before %v", after, before)
+			}
+			if fi, _ := os.Stat(dir); fi.Mode().Perm() != mode {
+				t.Errorf("the folder's mode was changed to %v", fi.Mode().Perm())
+			}
+		})
+	}
+	t.Run("folder with a planted file", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "MANIFEST"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		stderr, err := serveOnce(t, dir)
+		if err == nil || !strings.Contains(err.Error(), "chmod 700") {
+			t.Fatalf("serve on a 0755 folder with a file in it: %v, want a refusal; stderr:\n%s", err, stderr)
+		}
+	})
+}
+
+// TestCacheFlags: the caches are bounded in bytes (a count of entries bounds no memory when
+// the client chooses the strings); the old count flags take only 0.
+func TestCacheFlags(t *testing.T) {
+	noEnv := func(string) string { return "" }
+	for _, c := range []struct {
+		args          []string
+		key, decision int64
+		err           string
+	}{
+		{nil, 16 << 20, 32 << 20, ""},
+		{[]string{"--decision-cache-bytes", "1048576", "--key-cache-bytes", "512KiB"}, 512 << 10, 1 << 20, ""},
+		{[]string{"--decision-cache-bytes", "2gib"}, 16 << 20, 2 << 30, ""},
+		{[]string{"--decision-cache-size", "0", "--key-cache-size", "0"}, 0, 0, ""},
+		{[]string{"--decision-cache-size", "50000"}, 0, 0, "use --decision-cache-bytes"},
+		{[]string{"--key-cache-bytes", "-1"}, 0, 0, "size in bytes"},
+		{[]string{"--key-cache-bytes", "10MB"}, 0, 0, "size in bytes"},
+	} {
+		cfg, err := parseServeFlags(c.args, noEnv, io.Discard)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%q: %v, want an error with %q", c.args, err, c.err)
+			}
+			continue
+		}
+		if err != nil || cfg.KeyCacheBytes != c.key || cfg.DecisionCacheBytes != c.decision {
+			t.Errorf("%q: key %d, decision %d, %v; want %d, %d", c.args, cfg.KeyCacheBytes, cfg.DecisionCacheBytes, err, c.key, c.decision)
+		}
+	}
+	cfg, err := parseServeFlags(nil, func(k string) string {
+		return map[string]string{"KEYAUTHZ_DECISION_CACHE_BYTES": "8MiB"}[k]
+	}, io.Discard)
+	if err != nil || cfg.DecisionCacheBytes != 8<<20 {
+		t.Errorf("KEYAUTHZ_DECISION_CACHE_BYTES=8MiB: %d, %v", cfg.DecisionCacheBytes, err)
+	}
+}

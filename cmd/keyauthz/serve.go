@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,25 +39,25 @@ type Config struct {
 	DecisionLog     string
 	ShutdownTimeout time.Duration
 	EvalTimeout     time.Duration
-	// KeyCacheSize and DecisionCacheSize bound the verified-key and decision caches, in
-	// entries; 0 turns a cache off.
-	KeyCacheSize      int
-	DecisionCacheSize int
-	Check             bool
+	// KeyCacheBytes and DecisionCacheBytes bound the key and decision caches in bytes (an
+	// estimate of what their entries take); 0 turns a cache off.
+	KeyCacheBytes      int64
+	DecisionCacheBytes int64
+	Check              bool
 }
 
 // DefaultConfig is the embedded default: loopback, ./data, the built-in policy.
 func DefaultConfig() Config {
 	return Config{
-		Addr:              "127.0.0.1:8080",
-		DataDir:           "./data",
-		BootstrapDomain:   "localhost",
-		LogLevel:          "info",
-		VerificationAlg:   "RS256",
-		ShutdownTimeout:   10 * time.Second,
-		EvalTimeout:       opa.DefaultTimeout,
-		KeyCacheSize:      cache.DefaultOptions().Keys,
-		DecisionCacheSize: 50_000,
+		Addr:               "127.0.0.1:8080",
+		DataDir:            "./data",
+		BootstrapDomain:    "localhost",
+		LogLevel:           "info",
+		VerificationAlg:    "RS256",
+		ShutdownTimeout:    10 * time.Second,
+		EvalTimeout:        opa.DefaultTimeout,
+		KeyCacheBytes:      cache.DefaultOptions().KeyBytes,
+		DecisionCacheBytes: cache.DefaultDecisionBytes,
 	}
 }
 
@@ -74,8 +76,12 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&cfg.DecisionLog, "decision-log", "", "write one JSON line per decision to this file (\"-\" for stdout)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may take to finish on shutdown")
 	fs.DurationVar(&cfg.EvalTimeout, "eval-timeout", cfg.EvalTimeout, "longest one policy evaluation may take; a slower one is a deny (500)")
-	fs.IntVar(&cfg.KeyCacheSize, "key-cache-size", cfg.KeyCacheSize, "verified keys (and as many unknown key ids) kept in memory; 0 turns the key cache off")
-	fs.IntVar(&cfg.DecisionCacheSize, "decision-cache-size", cfg.DecisionCacheSize, "decisions kept in memory; 0 turns the decision cache off")
+	fs.Var((*byteSize)(&cfg.KeyCacheBytes), "key-cache-bytes", "memory for verified keys, in bytes (or KiB, MiB, GiB; half as much again for unknown key ids); 0 turns the key cache off")
+	fs.Var((*byteSize)(&cfg.DecisionCacheBytes), "decision-cache-bytes", "memory for cached decisions, in bytes (or KiB, MiB, GiB); 0 turns the decision cache off")
+	// The entry counts of earlier versions: a count is no bound on memory (a flood of long
+	// distinct paths filled 400 MB), so only 0, "off", is still taken.
+	fs.Func("key-cache-size", "replaced by --key-cache-bytes; only 0 (off) is accepted", replacedSize("key-cache", &cfg.KeyCacheBytes))
+	fs.Func("decision-cache-size", "replaced by --decision-cache-bytes; only 0 (off) is accepted", replacedSize("decision-cache", &cfg.DecisionCacheBytes))
 	fs.BoolVar(&cfg.Check, "check", false, "validate the configuration and the policy, then exit")
 	// Environment first, so that flags given on the command line override it.
 	var envErrs []error
@@ -123,8 +129,8 @@ func (cfg Config) Validate() []error {
 	if cfg.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--shutdown-timeout must be positive"))
 	}
-	if cfg.KeyCacheSize < 0 || cfg.DecisionCacheSize < 0 {
-		errs = append(errs, errors.New("--key-cache-size and --decision-cache-size must not be negative"))
+	if cfg.KeyCacheBytes < 0 || cfg.DecisionCacheBytes < 0 {
+		errs = append(errs, errors.New("--key-cache-bytes and --decision-cache-bytes must not be negative"))
 	}
 	if cfg.EvalTimeout <= 0 {
 		errs = append(errs, errors.New("--eval-timeout must be positive"))
@@ -149,7 +155,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("configuration: %w", err)
 	}
 	level, _ := parseLevel(cfg.LogLevel)
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// Every record goes through redaction: no log line may hold a key (design §3).
+	logger := slog.New(server.NewRedactingHandler(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})))
 
 	policy, err := newPolicyLoader(ctx, cfg, logger)
 	if err != nil {
@@ -161,8 +168,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return nil
 	}
 
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("data folder: %w", err)
+	if err := prepareDataDir(cfg.DataDir); err != nil {
+		return err
 	}
 	store, err := keys.Open(cfg.DataDir, keys.WithLogger(logger))
 	if err != nil {
@@ -254,12 +261,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 // usageFlushInterval is how often key uses are written to the store (last_used_at).
 const usageFlushInterval = 10 * time.Second
 
-// newAuthorizer is the credential path with its caches (a size of 0 turns a cache off), and
+// newAuthorizer is the credential path with its caches (a bound of 0 turns a cache off), and
 // the caches' hit and miss counters for /metrics.
 func newAuthorizer(cfg Config, store *keys.Store, engine *opa.Engine, logger *slog.Logger) (*authz.Authorizer, map[string]server.CacheStats) {
-	opts := cache.Options{Keys: cfg.KeyCacheSize, UnknownKeys: cfg.KeyCacheSize, Hosts: cache.DefaultOptions().Hosts}
+	opts := cache.Options{KeyBytes: cfg.KeyCacheBytes, UnknownKeyBytes: cfg.KeyCacheBytes / 2, HostBytes: cache.DefaultOptions().HostBytes}
 	cached := cache.New(store, opts)
-	decisions := cache.NewDecisions(cfg.DecisionCacheSize)
+	decisions := cache.NewDecisions(cfg.DecisionCacheBytes)
 	stats := map[string]server.CacheStats{"key": cached.Stats, "decision": decisions.Stats}
 	return &authz.Authorizer{Store: cached, Engine: engine, Logger: logger, Decisions: decisions}, stats
 }
@@ -273,4 +280,53 @@ func openDecisionLog(path string, stdout io.Writer) (io.Writer, func(), error) {
 		return nil, nil, fmt.Errorf("decision log: %w", err)
 	}
 	return f, func() { _ = f.Close() }, nil
+}
+
+// byteSize is a flag holding a size in bytes: a whole number, optionally followed by KiB, MiB
+// or GiB (any case).
+type byteSize int64
+
+func (b *byteSize) String() string {
+	if b == nil {
+		return "0"
+	}
+	for _, u := range []struct {
+		name  string
+		shift uint
+	}{{"GiB", 30}, {"MiB", 20}, {"KiB", 10}} {
+		if n := int64(*b); n != 0 && n%(1<<u.shift) == 0 {
+			return strconv.FormatInt(n>>u.shift, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(int64(*b), 10)
+}
+
+func (b *byteSize) Set(s string) error {
+	num, shift := s, uint(0)
+	for _, u := range []struct {
+		name  string
+		shift uint
+	}{{"kib", 10}, {"mib", 20}, {"gib", 30}} {
+		if strings.HasSuffix(strings.ToLower(s), u.name) {
+			num, shift = strings.TrimSpace(s[:len(s)-len(u.name)]), u.shift
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64>>shift {
+		return fmt.Errorf("want a size in bytes such as 67108864, 65536KiB or 64MiB")
+	}
+	*b = byteSize(n << shift)
+	return nil
+}
+
+// replacedSize handles a --X-size flag of earlier versions: 0 still turns the cache off.
+func replacedSize(name string, bytes *int64) func(string) error {
+	return func(v string) error {
+		if n, err := strconv.Atoi(v); err == nil && n == 0 {
+			*bytes = 0
+			return nil
+		}
+		return fmt.Errorf("a count of entries is no longer taken: use --%s-bytes (a bound in bytes, e.g. 64MiB)", name)
+	}
 }

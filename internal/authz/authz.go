@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -23,6 +24,8 @@ const (
 	MsgUnknownKey = "unknown X-API-Key"
 	MsgExpiredKey = "API key has expired"
 	MsgInternal   = "internal error"
+	// MsgAmbiguousPath is the 403 for a path that routers read differently (opa.Ambiguous).
+	MsgAmbiguousPath = "ambiguous path"
 )
 
 // Credential sources, in the order they are tried (design §3).
@@ -32,8 +35,12 @@ const (
 	SourceCookie = "cookie"
 )
 
-// maxCachedURI is the longest request URI whose decision is cached.
-const maxCachedURI = 2048
+// maxCachedURI is the longest request URI whose decision is cached, and maxCachedMethod the
+// longest method: a client must not be able to fill the cache with megabytes of its own text.
+const (
+	maxCachedURI    = 2048
+	maxCachedMethod = 16
+)
 
 // KeyParam is the name of the URL parameter and of the cookie that may carry the key.
 const KeyParam = "api-key"
@@ -126,24 +133,39 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	pe, _ := a.Engine.(PolicyEngine)
 	// Requests with very long URIs are decided but not cached: a client must not be able to
 	// fill the cache's memory with megabytes of unique paths.
-	caching := a.Decisions != nil && gs != nil && pe != nil && len(r.URI) <= maxCachedURI
+	caching := a.Decisions != nil && gs != nil && pe != nil && len(r.URI) <= maxCachedURI && len(r.Method) <= maxCachedMethod
 	var gen uint64
 	if caching {
 		gen = gs.Generation()
 	}
-	rawPath, query := opa.SplitURI(r.URI)
+	target := RequestTarget(r.URI)
+	rawPath, query := opa.SplitURI(target)
 	cred, source, present := Credential(r.Header, query)
 	delete(query, KeyParam)
+	host := Hostname(r.Host)
 	in := opa.Input{Request: opa.Request{
-		Method:   strings.ToUpper(r.Method),
-		Path:     opa.NormalizePath(rawPath),
-		Host:     Hostname(r.Host),
-		Protocol: protocol(r),
-		Query:    query,
+		// The method as received: the policy refuses what is not one of the seven it knows,
+		// and "get" is not GET to a case-sensitive backend.
+		Method:    r.Method,
+		Path:      opa.NormalizePath(rawPath),
+		Host:      host,
+		Protocol:  protocol(r),
+		Query:     query,
+		CrossSite: CrossSite(r.Header, host),
 	}}
 	res := Result{}
 	if present {
 		res.KeyID = KeyID(cred)
+	}
+	// A path that routers read differently is refused before anything else: the policy can
+	// judge only one reading of it, and the backend might run another.
+	if reason := opa.Ambiguous(target); reason != "" {
+		res.Input = in
+		res.Decision = opa.Decision{Status: http.StatusForbidden, Message: MsgAmbiguousPath}
+		a.logger().DebugContext(ctx, "ambiguous path refused", "reason", reason, "key_id", res.KeyID)
+		return res
+	}
+	if present {
 		auth, err := a.Store.Authenticate(ctx, cred, now)
 		if err != nil {
 			res.Input = in
@@ -196,7 +218,7 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	}
 	dk := cache.DecisionKey{
 		Method: in.Request.Method, Path: in.Request.Path, Host: in.Request.Host,
-		Protocol: in.Request.Protocol, Policy: pe.Policy(), Gen: gen,
+		Protocol: in.Request.Protocol, CrossSite: in.Request.CrossSite, Policy: pe.Policy(), Gen: gen,
 	}
 	if len(query) > 0 {
 		dk.Query = url.Values(query).Encode()
@@ -287,9 +309,102 @@ func KeyID(cred string) string {
 	return id
 }
 
-// Hostname is host lower-cased, without a port (IPv6 brackets removed).
+// Hostname is the host of a Host header (or a gateway's forwarded host), lower-cased, without
+// its port or IPv6 brackets and without one trailing dot; "" when host is not a plain host name
+// or IP address with an optional numeric port. Anything else ("b.test:80@localhost", a path, a
+// space, a second colon) names no host: the policy then finds no domain, rather than judging
+// the part of the text that one parser or another would pick.
 func Hostname(host string) string {
-	return strings.ToLower((&url.URL{Host: host}).Hostname())
+	name := host
+	if strings.HasPrefix(host, "[") {
+		end := strings.IndexByte(host, ']')
+		if end < 0 {
+			return ""
+		}
+		name, rest := host[1:end], host[end+1:]
+		if rest != "" && (rest[0] != ':' || !validPort(rest[1:])) {
+			return ""
+		}
+		if !strings.Contains(name, ":") || net.ParseIP(name) == nil {
+			return "" // only an IPv6 address goes in brackets
+		}
+		return strings.ToLower(name)
+	}
+	if i := strings.IndexByte(host, ':'); i >= 0 {
+		var port string
+		name, port = host[:i], host[i+1:]
+		if !validPort(port) {
+			return ""
+		}
+	}
+	name = strings.TrimSuffix(name, ".")
+	if name == "" || len(name) > 253 {
+		return ""
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '.' && c != '-' && c != '_' {
+			return ""
+		}
+	}
+	return strings.ToLower(name)
+}
+
+func validPort(p string) bool {
+	if p == "" || len(p) > 5 {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] < '0' || p[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// RequestTarget is the origin-form of a request-target as received: an absolute-form target
+// ("http://host/a?b", which HTTP/1.1 allows and proxies send) becomes "/a?b"; anything else is
+// returned as it is (and is refused as ambiguous unless it starts with "/").
+func RequestTarget(uri string) string {
+	if uri == "" || uri[0] == '/' {
+		return uri
+	}
+	for _, scheme := range [...]string{"http://", "https://", "ws://", "wss://"} {
+		if len(uri) >= len(scheme) && strings.EqualFold(uri[:len(scheme)], scheme) {
+			rest := uri[len(scheme):]
+			if i := strings.IndexAny(rest, "/?"); i >= 0 {
+				if rest[i] == '?' {
+					return "/" + rest[i:]
+				}
+				return rest[i:]
+			}
+			return "/"
+		}
+	}
+	return uri
+}
+
+// CrossSite reports whether a browser says that another site started the request (design §3):
+// Sec-Fetch-Site is present and neither "same-origin" nor "none", or an Origin header is present
+// whose host is not host (the request's host, as Hostname gives it; ports are not compared,
+// because a gateway such as nginx passes $host without one). Origin "null" (a sandboxed frame,
+// a cross-site redirect) is cross-site. Requests with neither header (servers, scripts, native
+// apps) are not cross-site.
+func CrossSite(h http.Header, host string) bool {
+	for _, v := range h.Values("Sec-Fetch-Site") {
+		switch strings.ToLower(strings.TrimSpace(v)) {
+		case "same-origin", "none":
+		default:
+			return true
+		}
+	}
+	for _, v := range h.Values("Origin") {
+		u, err := url.Parse(strings.TrimSpace(v))
+		if err != nil || u.Host == "" || host == "" || Hostname(u.Host) != host {
+			return true
+		}
+	}
+	return false
 }
 
 func protocol(r Request) string {

@@ -67,9 +67,9 @@ func BenchmarkAuthorize(b *testing.B) {
 	}{
 		{"cold", &Authorizer{Store: store, Engine: engine}},
 		{"keycache", &Authorizer{Store: cache.New(store, cache.DefaultOptions()), Engine: engine}},
-		{"cached", &Authorizer{Store: cache.New(store, cache.DefaultOptions()), Engine: engine, Decisions: cache.NewDecisions(1000)}},
+		{"cached", &Authorizer{Store: cache.New(store, cache.DefaultOptions()), Engine: engine, Decisions: cache.NewDecisions(1 << 20)}},
 		// cached+usage is what serve runs: the cached path plus recording the key's use.
-		{"cached+usage", &Authorizer{Store: cache.New(store, cache.DefaultOptions()), Engine: engine, Decisions: cache.NewDecisions(1000), Usage: keys.NewUsageRecorder(store, nil)}},
+		{"cached+usage", &Authorizer{Store: cache.New(store, cache.DefaultOptions()), Engine: engine, Decisions: cache.NewDecisions(1 << 20), Usage: keys.NewUsageRecorder(store, nil)}},
 	}
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {

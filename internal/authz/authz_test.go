@@ -43,15 +43,43 @@ func TestCredential(t *testing.T) {
 
 func TestRequestParts(t *testing.T) {
 	hosts := map[string]string{
-		"localhost":        "localhost",
-		"LocalHost:8080":   "localhost",
-		"[::1]:8080":       "::1",
-		"acme.example.com": "acme.example.com",
-		"":                 "",
+		"localhost":           "localhost",
+		"LocalHost:8080":      "localhost",
+		"localhost.":          "localhost",
+		"[::1]:8080":          "::1",
+		"[::1]":               "::1",
+		"acme.example.com":    "acme.example.com",
+		"127.0.0.1:80":        "127.0.0.1",
+		"":                    "",
+		"b.test:80@localhost": "", // userinfo: one parser takes b.test, another localhost
+		"b.test@localhost":    "",
+		"localhost:80:80":     "",
+		"localhost:http":      "",
+		"localhost/x":         "",
+		"local host":          "",
+		"[127.0.0.1]":         "", // brackets hold only IPv6
+		"[::1]x":              "",
+		"[::1":                "",
+		":8080":               "",
+		"localhost\x00":       "",
 	}
 	for in, want := range hosts {
 		if got := Hostname(in); got != want {
 			t.Errorf("Hostname(%q) = %q, want %q", in, got, want)
+		}
+	}
+	targets := map[string]string{
+		"/a?b":                 "/a?b",
+		"http://h.example/a?b": "/a?b",
+		"HTTPS://h.example":    "/",
+		"http://h.example?x":   "/?x",
+		"ws://h/a/..;/b":       "/a/..;/b",
+		"*":                    "*",
+		"":                     "",
+	}
+	for in, want := range targets {
+		if got := RequestTarget(in); got != want {
+			t.Errorf("RequestTarget(%q) = %q, want %q", in, got, want)
 		}
 	}
 	ids := map[string]string{
@@ -114,14 +142,30 @@ func TestAuthorize(t *testing.T) {
 	}{
 		{
 			note:    "allowed, key from the query, which the policy does not see",
-			req:     Request{Method: "get", URI: "/api/engine/v2/systems/sys-1?api-key=" + url.QueryEscape(key) + "&x=1", Host: "ACME.example.com:443", Header: http.Header{}},
+			req:     Request{Method: "GET", URI: "/api/engine/v2/systems/sys-1?api-key=" + url.QueryEscape(key) + "&x=1", Host: "ACME.example.com:443", Header: http.Header{}},
 			want:    opa.Decision{Allow: true, Status: 200, Message: "allowed", Route: opa.Route{Resource: "systems", Access: "read", Gate: "none"}, Permissions: "user"},
 			wantKey: k.ID,
 		},
 		{
-			note:    "dot segments are resolved before the policy judges",
-			req:     Request{Method: "GET", URI: "/api/engine/v2/systems/%2e%2e/api_keys", Host: "acme.example.com", Header: http.Header{"X-Api-Key": {key}}},
+			note: "an ambiguous path is refused before the key is looked up or the policy runs",
+			req:  Request{Method: "GET", URI: "/api/engine/v2/systems/%2e%2e/api_keys", Host: "acme.example.com", Header: http.Header{"X-Api-Key": {key}}},
+			want: opa.Decision{Status: 403, Message: MsgAmbiguousPath},
+		},
+		{
+			note: "an ambiguous path is refused even on the anonymous route",
+			req:  Request{Method: "GET", URI: "/api/engine/v2;x", Host: "acme.example.com", Header: http.Header{}},
+			want: opa.Decision{Status: 403, Message: MsgAmbiguousPath},
+		},
+		{
+			note:    "an absolute-form target is judged by its path",
+			req:     Request{Method: "GET", URI: "http://acme.example.com/api/engine/v2/api_keys", Host: "acme.example.com", Header: http.Header{"X-Api-Key": {key}}},
 			want:    opa.Decision{Status: 403, Message: "missing scope: api_keys.read or public.read", Route: opa.Route{Resource: "api_keys", Access: "read", Gate: "admin"}, Permissions: "user"},
+			wantKey: k.ID,
+		},
+		{
+			note:    "a host with userinfo names no domain",
+			req:     Request{Method: "GET", URI: "/api/engine/v2/systems", Host: "acme.example.com:80@other.example.com", Header: http.Header{"X-Api-Key": {key}}},
+			want:    opa.Decision{Status: 401, Message: "authority not found", Route: opa.Route{Resource: "systems", Access: "read", Gate: "none"}, Permissions: "user"},
 			wantKey: k.ID,
 		},
 		{
@@ -153,6 +197,18 @@ func TestAuthorize(t *testing.T) {
 			wantKey: k.ID,
 		},
 	}
+	t.Run("input", func(t *testing.T) {
+		// The method goes to the policy as received, and cross_site as the browser said.
+		res := a.Authorize(ctx, Request{Method: "delete", URI: "/api/engine/v2/zones/z-1", Host: "acme.example.com:8080",
+			Header: http.Header{"Cookie": {"api-key=" + key}, "Origin": {"https://evil.example"}}})
+		want := opa.Request{Method: "delete", Path: "/api/engine/v2/zones/z-1", Host: "acme.example.com", Protocol: "http", Query: map[string][]string{}, CrossSite: true}
+		if diff := cmp.Diff(want, res.Input.Request); diff != "" {
+			t.Errorf("policy input (-want +got):\n%s", diff)
+		}
+		if res.Decision.Allow {
+			t.Errorf("a lower-case method was allowed: %+v", res.Decision)
+		}
+	})
 	for _, tc := range tests {
 		t.Run(tc.note, func(t *testing.T) {
 			a.Now = tc.now
@@ -171,6 +227,36 @@ func TestAuthorize(t *testing.T) {
 				t.Errorf("the policy input holds the api-key parameter: %v", res.Input.Request.Query)
 			}
 		})
+	}
+}
+
+func TestCrossSite(t *testing.T) {
+	tests := []struct {
+		note   string
+		header http.Header
+		want   bool
+	}{
+		{"no browser headers", http.Header{}, false},
+		{"same-origin", http.Header{"Sec-Fetch-Site": {"same-origin"}}, false},
+		{"typed into the address bar", http.Header{"Sec-Fetch-Site": {"none"}}, false},
+		{"cross-site", http.Header{"Sec-Fetch-Site": {"cross-site"}}, true},
+		{"same-site is another origin", http.Header{"Sec-Fetch-Site": {"same-site"}}, true},
+		{"an unknown value", http.Header{"Sec-Fetch-Site": {"bogus"}}, true},
+		{"origin of this host", http.Header{"Origin": {"https://acme.example.com"}}, false},
+		{"origin of this host, another port", http.Header{"Origin": {"http://ACME.example.com:8443"}}, false},
+		{"origin of another host", http.Header{"Origin": {"https://evil.example"}}, true},
+		{"origin of a sibling", http.Header{"Origin": {"https://x.acme.example.com"}}, true},
+		{"opaque origin", http.Header{"Origin": {"null"}}, true},
+		{"origin with userinfo", http.Header{"Origin": {"https://acme.example.com@evil.example"}}, true},
+		{"same-origin but origin elsewhere", http.Header{"Sec-Fetch-Site": {"same-origin"}, "Origin": {"https://evil.example"}}, true},
+	}
+	for _, tc := range tests {
+		if got := CrossSite(tc.header, "acme.example.com"); got != tc.want {
+			t.Errorf("%s: CrossSite(%v) = %v, want %v", tc.note, tc.header, got, tc.want)
+		}
+	}
+	if !CrossSite(http.Header{"Origin": {"https://acme.example.com"}}, "") {
+		t.Error("an Origin on a request without a valid host must count as cross-site")
 	}
 }
 

@@ -48,7 +48,7 @@ func newCacheFixture(t *testing.T) *cacheFixture {
 	now := func() time.Time { return time.Unix(0, f.clock.Load()) }
 	f.cached = &Authorizer{
 		Store: cache.New(store, cache.DefaultOptions()), Engine: engine, Now: now,
-		Decisions: cache.NewDecisions(1000),
+		Decisions: cache.NewDecisions(1 << 20),
 	}
 	f.oracle = &Authorizer{Store: store, Engine: engine, Now: now}
 

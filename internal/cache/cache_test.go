@@ -115,12 +115,13 @@ func TestDecisions(t *testing.T) {
 		t.Fatal("a nil cache answered")
 	}
 
-	c := NewDecisions(2)
 	now := time.Unix(1_000, 0)
 	allow := opa.Decision{Allow: true, Status: 200}
 	exp := int64(1_010)
 	k1 := DecisionKey{Method: "GET", Path: "/a", KeyID: "k1"}
 	k2 := DecisionKey{Method: "GET", Path: "/a", KeyID: "k2"}
+	// Room for two entries of this size and not three.
+	c := NewDecisions(2*decisionCost(&k1, &decisionEntry{d: allow}) + 8)
 	c.Add(&k1, allow, &exp)
 	c.Add(&k2, allow, nil)
 	if _, ok := c.Get(&k1, now); !ok {
@@ -135,7 +136,7 @@ func TestDecisions(t *testing.T) {
 	c.Add(&DecisionKey{Method: "GET", Path: "/b"}, allow, nil)
 	c.Add(&DecisionKey{Method: "GET", Path: "/c"}, allow, nil)
 	if _, ok := c.Get(&k2, now); ok {
-		t.Error("the cache holds more entries than its size")
+		t.Error("the cache holds more entries than its bound in bytes allows")
 	}
 	if h, m := c.Stats(); h != 1 || m != 3 {
 		t.Errorf("stats: %d hits, %d misses; want 1, 3", h, m)

@@ -1,6 +1,6 @@
 // Package cache holds keyauthz's caches in front of the key store and the policy engine:
 // verified keys, unknown key ids, domains by host (Store) and decisions (Decisions). All are
-// bounded LRUs, and none can serve a stale answer: the store generation moves on every
+// LRUs bounded in bytes, and none can serve a stale answer: the store generation moves on every
 // committed change (keys.Store.OnChange, each record of a cascade included), every entry
 // carries the generation it was read at, and an entry of an older generation is a miss.
 package cache
@@ -9,10 +9,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"strings"
 	"sync/atomic"
 	"time"
-
-	lru "github.com/hashicorp/golang-lru/v2"
+	"unsafe"
 
 	"github.com/keyauthz/keyauthz/internal/keys"
 )
@@ -27,19 +27,21 @@ type Source interface {
 	OnChange(fn func(keys.Change))
 }
 
-// Options sizes the caches of a Store, in entries. Zero or less disables that cache.
+// Options bounds the caches of a Store in bytes (estimated: the records' strings plus each
+// entry's bookkeeping). Zero or less disables that cache.
 type Options struct {
-	// Keys bounds the verified-key cache (id → key, user, domain, hash).
-	Keys int
-	// UnknownKeys bounds the cache of ids the store does not hold.
-	UnknownKeys int
-	// Hosts bounds the domain-by-host cache (unknown hosts included).
-	Hosts int
+	// KeyBytes bounds the verified-key cache (id → key, user, domain, hash).
+	KeyBytes int64
+	// UnknownKeyBytes bounds the cache of ids the store does not hold.
+	UnknownKeyBytes int64
+	// HostBytes bounds the domain-by-host cache (unknown hosts included).
+	HostBytes int64
 }
 
-// DefaultOptions are the sizes keyauthz serve uses unless told otherwise.
+// DefaultOptions are the bounds keyauthz serve uses unless told otherwise: room for about
+// 20,000 verified keys, 50,000 unknown ids and 2,000 hosts.
 func DefaultOptions() Options {
-	return Options{Keys: 10_000, UnknownKeys: 10_000, Hosts: 1_000}
+	return Options{KeyBytes: 16 << 20, UnknownKeyBytes: 8 << 20, HostBytes: 1 << 20}
 }
 
 // maxHostLen is the longest host the host cache keeps (a DNS name has at most 253 characters):
@@ -58,9 +60,9 @@ const maxHostLen = 253
 type Store struct {
 	src   Source
 	gen   atomic.Uint64
-	keys  *lru.Cache[string, *keyEntry]
-	neg   *lru.Cache[string, uint64]
-	hosts *lru.Cache[string, *hostEntry]
+	keys  *sizedLRU[string, *keyEntry]
+	neg   *sizedLRU[string, uint64]
+	hosts *sizedLRU[string, *hostEntry]
 
 	hits, misses atomic.Uint64
 }
@@ -72,6 +74,8 @@ type keyEntry struct {
 	hasDigest bool
 	// res is shared by every request the entry answers; its records are read-only.
 	res *keys.AuthResult
+	// cost is the entry's estimated size in bytes (keyEntryCost).
+	cost int64
 }
 
 type hostEntry struct {
@@ -83,14 +87,14 @@ type hostEntry struct {
 // New returns a Store in front of src and registers it with src.OnChange.
 func New(src Source, o Options) *Store {
 	s := &Store{src: src}
-	if o.Keys > 0 {
-		s.keys, _ = lru.New[string, *keyEntry](o.Keys)
+	if o.KeyBytes > 0 {
+		s.keys = newSizedLRU[string, *keyEntry](o.KeyBytes)
 	}
-	if o.UnknownKeys > 0 {
-		s.neg, _ = lru.New[string, uint64](o.UnknownKeys)
+	if o.UnknownKeyBytes > 0 {
+		s.neg = newSizedLRU[string, uint64](o.UnknownKeyBytes)
 	}
-	if o.Hosts > 0 {
-		s.hosts, _ = lru.New[string, *hostEntry](o.Hosts)
+	if o.HostBytes > 0 {
+		s.hosts = newSizedLRU[string, *hostEntry](o.HostBytes)
 	}
 	src.OnChange(func(keys.Change) { s.gen.Add(1) })
 	return s
@@ -125,7 +129,7 @@ func (s *Store) Authenticate(ctx context.Context, plaintext string, now time.Tim
 				if !keys.VerifyHash(id, secret, e.hash) {
 					return nil, keys.ErrUnknownKey
 				}
-				s.keys.Add(id, e.withDigest(digest))
+				s.keys.Add(strings.Clone(id), e.withDigest(digest), e.cost)
 			}
 			return e.check(now)
 		}
@@ -140,7 +144,8 @@ func (s *Store) Authenticate(ctx context.Context, plaintext string, now time.Tim
 	k, u, d, err := s.src.KeyForAuth(ctx, id)
 	if keys.ErrorCode(err) == keys.ENOTFOUND {
 		if s.neg != nil && s.gen.Load() == g {
-			s.neg.Add(id, g)
+			// A copy: id is a slice of the presented key, and keeping it would keep the secret.
+			s.neg.Add(strings.Clone(id), g, negEntryCost)
 		}
 		return nil, keys.ErrUnknownKey
 	}
@@ -150,6 +155,7 @@ func (s *Store) Authenticate(ctx context.Context, plaintext string, now time.Tim
 	e := &keyEntry{gen: g, hash: k.Hash}
 	k.Hash = ""
 	e.res = &keys.AuthResult{Key: k, User: u, Domain: d}
+	e.cost = keyEntryCost(e)
 	verified := keys.VerifyHash(id, secret, e.hash)
 	if verified {
 		e.digest, e.hasDigest = secretDigest(secret), true
@@ -157,7 +163,8 @@ func (s *Store) Authenticate(ctx context.Context, plaintext string, now time.Tim
 	// An entry stamped g is never served once the generation has moved, so a fill that raced
 	// a change is harmless; not storing it saves an entry that could only be a miss.
 	if s.keys != nil && s.gen.Load() == g {
-		s.keys.Add(id, e)
+		// A copy: id is a slice of the presented key, and keeping it would keep the secret.
+		s.keys.Add(strings.Clone(id), e, e.cost)
 	}
 	if !verified {
 		return nil, keys.ErrUnknownKey
@@ -208,7 +215,84 @@ func (s *Store) DomainByHost(ctx context.Context, host string) (*keys.Domain, er
 		return nil, err
 	}
 	if s.hosts != nil && len(host) <= maxHostLen && s.gen.Load() == g {
-		s.hosts.Add(host, &hostEntry{gen: g, d: d, err: err})
+		host = strings.Clone(host) // it may be a slice of a larger request buffer
+		s.hosts.Add(host, &hostEntry{gen: g, d: d, err: err}, hostEntryCost(host, d))
 	}
 	return d, err
+}
+
+// StoreCost is the memory a Store's caches hold: estimated bytes and entries of each.
+type StoreCost struct {
+	KeyBytes, UnknownKeyBytes, HostBytes int64
+	Keys, UnknownKeys, Hosts             int
+}
+
+// Cost returns the estimated bytes and entries each cache holds.
+func (s *Store) Cost() StoreCost {
+	var c StoreCost
+	if s.keys != nil {
+		c.KeyBytes, c.Keys = s.keys.Cost()
+	}
+	if s.neg != nil {
+		c.UnknownKeyBytes, c.UnknownKeys = s.neg.Cost()
+	}
+	if s.hosts != nil {
+		c.HostBytes, c.Hosts = s.hosts.Cost()
+	}
+	return c
+}
+
+var (
+	keyEntryOverhead = entryOverhead(unsafe.Sizeof(""), unsafe.Sizeof(sizedValue[*keyEntry]{})) +
+		roundAlloc(int64(unsafe.Sizeof(keyEntry{}))) + roundAlloc(int64(unsafe.Sizeof(keys.AuthResult{}))) +
+		roundAlloc(int64(unsafe.Sizeof(keys.APIKey{}))) + roundAlloc(int64(unsafe.Sizeof(keys.User{}))) +
+		roundAlloc(int64(unsafe.Sizeof(keys.Domain{}))) + 2*16 // the two *int64 of a key
+	// negEntryCost: the entry, its map slot and the copied id (32 bytes).
+	negEntryCost  = entryOverhead(unsafe.Sizeof(""), unsafe.Sizeof(sizedValue[uint64]{})) + 32
+	hostEntrySize = entryOverhead(unsafe.Sizeof(""), unsafe.Sizeof(sizedValue[*hostEntry]{})) +
+		roundAlloc(int64(unsafe.Sizeof(hostEntry{}))) + roundAlloc(int64(unsafe.Sizeof(keys.Domain{})))
+)
+
+// keyEntryCost estimates the bytes of a verified-key entry: its structs, the cache's
+// bookkeeping, the key id it is filed under and every string of the key, user and domain
+// records (a withDigest copy of the entry replaces it, so it is not counted twice).
+func keyEntryCost(e *keyEntry) int64 {
+	n := keyEntryOverhead + roundAlloc(int64(len(e.res.Key.ID))) + roundAlloc(int64(len(e.hash)))
+	k, u, d := e.res.Key, e.res.User, e.res.Domain
+	for _, s := range [...]string{k.ID, k.Name, k.Description, string(k.Permissions), k.UserID, k.AuthorityID} {
+		n += roundAlloc(int64(len(s)))
+	}
+	n += stringsCost(k.Scopes)
+	if u != nil {
+		for _, s := range [...]string{u.ID, u.AuthorityID, u.Name, u.Email} {
+			n += roundAlloc(int64(len(s)))
+		}
+		n += stringsCost(u.Groups)
+	}
+	n += domainStrings(d)
+	return n
+}
+
+func hostEntryCost(host string, d *keys.Domain) int64 {
+	return hostEntrySize + roundAlloc(int64(len(host))) + domainStrings(d)
+}
+
+func domainStrings(d *keys.Domain) int64 {
+	if d == nil {
+		return 0
+	}
+	var n int64
+	for _, s := range [...]string{d.ID, d.Name, d.Domain, d.Description} {
+		n += roundAlloc(int64(len(s)))
+	}
+	return n
+}
+
+// stringsCost is a slice of strings: its backing array and each string.
+func stringsCost(ss []string) int64 {
+	n := roundAlloc(int64(cap(ss)) * int64(unsafe.Sizeof("")))
+	for _, s := range ss {
+		n += roundAlloc(int64(len(s)))
+	}
+	return n
 }

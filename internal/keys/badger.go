@@ -92,6 +92,13 @@ type KeyUpdate struct {
 	Scopes      *[]string
 	Permissions *Permission
 	ExpiresAt   NullableInt64
+
+	// Check, if set, is called inside the update's transaction with the key as stored and as
+	// it would be stored after the update (scopes normalised, no hash); an error aborts the
+	// update and is returned as is. The admin API's minting cap runs here: judged in the
+	// transaction, against the record it replaces, it cannot be raced by a concurrent update
+	// of the same key (that one conflicts, and this one is retried and judged again).
+	Check func(before, after *APIKey) error
 }
 
 // keyRecord is the stored form of a key: the API fields plus the hash.
@@ -469,32 +476,55 @@ func (s *Store) ListUsers(ctx context.Context, authorityID string) ([]*User, err
 // its user's level); the keys themselves are not rewritten.
 func (s *Store) UpdateUser(ctx context.Context, u *User) error {
 	rec := *u
-	failures := normalizeUser(&rec)
+	out, err := s.ModifyUser(ctx, u.ID, func(cur *User) error {
+		*cur = rec
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	*u = *out
+	return nil
+}
+
+// ModifyUser reads the user id, lets change edit it and stores the result, all in one
+// transaction, validated as in UpdateUser; it returns the stored record. An error from change
+// aborts the update and is returned as is. Because change sees the record it replaces, a
+// check it makes (such as "this field keeps its value") cannot be raced by a concurrent
+// update: that one conflicts, and this one is retried with the new record. It returns
+// ENOTFOUND, EUNPROCESSABLE or change's error.
+func (s *Store) ModifyUser(ctx context.Context, id string, change func(u *User) error) (*User, error) {
 	now := s.now().Unix()
+	var out *User
 	err := s.update(ctx, func(t *tx) error {
-		old, err := getUser(t.txn, rec.ID)
+		old, err := getUser(t.txn, id)
 		if err != nil {
 			return err
 		}
-		fs := slices.Clip(failures)
+		rec := *old
+		rec.Groups = slices.Clone(old.Groups)
+		if err := change(&rec); err != nil {
+			return err
+		}
+		fs := normalizeUser(&rec)
 		if rec.AuthorityID != "" && rec.AuthorityID != old.AuthorityID {
 			fs = append(fs, Failure{"authority_id", "cannot be changed"})
 		}
 		if len(fs) > 0 {
 			return validationFailed(fs)
 		}
-		rec.AuthorityID, rec.CreatedAt, rec.UpdatedAt = old.AuthorityID, old.CreatedAt, now
+		rec.ID, rec.AuthorityID, rec.CreatedAt, rec.UpdatedAt = old.ID, old.AuthorityID, old.CreatedAt, now
 		if err := setJSON(t.txn, kUser(rec.ID), &rec); err != nil {
 			return err
 		}
 		t.changed(KindUser, rec.ID, nil, 0)
+		out = &rec
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	*u = rec
-	return nil
+	return out, nil
 }
 
 // DeleteUser deletes the user and its keys in one transaction. It returns ENOTFOUND.
@@ -511,16 +541,19 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 // (without hash). Scopes are normalised and an empty permission means "user"; AuthorityID is
 // set to the user's domain, whatever was given. It returns EINVALID for a malformed scope and
 // EUNPROCESSABLE when the name is missing, too long or taken in the domain (case-insensitive),
-// the user does not exist, the permission is invalid or above the user's level, or expires_at
-// is not in the future.
+// the user does not exist, the permission is invalid or above the user's level, expires_at
+// is not in the future, or the scopes break a limit (MaxScopes, MaxScopeLength,
+// MaxScopesLength).
 func (s *Store) CreateKey(ctx context.Context, k *APIKey) (Secret, error) {
 	rec := *k
-	scopes, err := NormalizeScopes(rec.Scopes)
-	if err != nil {
-		return "", err
+	failures := checkScopeLimits(rec.Scopes, nil)
+	if len(failures) == 0 {
+		scopes, err := NormalizeScopes(rec.Scopes)
+		if err != nil {
+			return "", err
+		}
+		rec.Scopes = scopes
 	}
-	rec.Scopes = scopes
-	var failures []Failure
 	rec.Name, failures = checkName("name", rec.Name, failures)
 	rec.Description = strings.TrimSpace(rec.Description)
 	if rec.Permissions == "" {
@@ -681,13 +714,19 @@ func (s *Store) ListKeys(ctx context.Context, f KeyFilter) ([]*APIKey, int, erro
 // UpdateKey applies u to the key id and returns the stored key (without hash). The fields it
 // changes are validated as in CreateKey; fields it leaves alone are not re-checked, so an
 // expired key can still be renamed and a key above its since-demoted user's level can still
-// be described. It returns ENOTFOUND, EINVALID (scope) or EUNPROCESSABLE.
+// be described. u.Check, if set, judges the change inside the transaction. It returns
+// ENOTFOUND, EINVALID (scope), EUNPROCESSABLE, or Check's error.
 func (s *Store) UpdateKey(ctx context.Context, id string, u KeyUpdate) (*APIKey, error) {
 	var scopes []string
+	var scopeFailures []Failure
 	if u.Scopes != nil {
-		var err error
-		if scopes, err = NormalizeScopes(*u.Scopes); err != nil {
-			return nil, err
+		// Over a limit, the scopes stay as given: the update fails (422) whatever Check says.
+		scopes = *u.Scopes
+		if scopeFailures = checkScopeLimits(scopes, nil); len(scopeFailures) == 0 {
+			var err error
+			if scopes, err = NormalizeScopes(scopes); err != nil {
+				return nil, err
+			}
 		}
 	}
 	now := s.now()
@@ -697,8 +736,9 @@ func (s *Store) UpdateKey(ctx context.Context, id string, u KeyUpdate) (*APIKey,
 		if err != nil {
 			return err
 		}
+		before := *rec
 		hash, oldName := rec.Hash, rec.Name
-		var fs []Failure
+		fs := slices.Clip(scopeFailures)
 		if u.Name != nil {
 			rec.Name, fs = checkName("name", *u.Name, fs)
 		}
@@ -719,6 +759,16 @@ func (s *Store) UpdateKey(ctx context.Context, id string, u KeyUpdate) (*APIKey,
 		if u.ExpiresAt.Set {
 			rec.ExpiresAt = u.ExpiresAt.Value
 			fs = checkExpiry(rec.ExpiresAt, now, fs)
+		}
+		// Authorization before validation, as for every other request: a caller who may not
+		// write this key learns nothing from its validation failures.
+		if u.Check != nil {
+			before.Hash = ""
+			after := *rec
+			after.Hash = ""
+			if err := u.Check(&before, &after); err != nil {
+				return err
+			}
 		}
 		// Compare as the name index does (kKeyName lower-cases): strings.EqualFold folds more
 		// (ſ and s), and a rename it missed would leave the index naming the old name.

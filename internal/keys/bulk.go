@@ -26,8 +26,8 @@ const importChunk = 10_000
 // ImportKeys writes keys straight into the store in batches (Badger WriteBatch, no
 // transactions), to load a large store quickly: for benchmarks and for importing PlaceOS key
 // rows. Each key must have an id of 32 hex characters, a 128-hex-digit hash, a name and an
-// existing user; its AuthorityID is set to the user's domain, its scopes are normalised and an
-// empty permission is "user". Unlike CreateKey it does not check that a name is free in its
+// existing user and scopes within the limits of CreateKey; its AuthorityID is set to the
+// user's domain, its scopes are normalised and an empty permission is "user". Unlike CreateKey it does not check that a name is free in its
 // domain or that permissions are within the user's level: the caller guarantees both (two keys
 // of one name in one domain leave the name index pointing at the last). It is not atomic: on
 // error, the chunks written before stay. It returns the number of keys written. The change
@@ -106,6 +106,9 @@ func checkImport(k *APIKey, hash string) error {
 	}
 	if strings.TrimSpace(k.Name) == "" || k.UserID == "" {
 		return Errorf(EINVALID, "import key %s: name and user_id are required", k.ID)
+	}
+	if fs := checkScopeLimits(k.Scopes, nil); len(fs) > 0 {
+		return Errorf(EINVALID, "import key %s: scopes %s", k.ID, fs[0].Reason)
 	}
 	scopes, err := NormalizeScopes(k.Scopes)
 	if err != nil {

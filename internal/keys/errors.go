@@ -6,16 +6,20 @@ import (
 	"strings"
 )
 
-// Error codes. The HTTP layer maps each to one status: ECONFLICT 409, EINVALID 400 (malformed
-// input, such as a bad scope), ENOTFOUND 404, EUNAUTHORIZED 401, EUNPROCESSABLE 422 (validation
-// failed, with Failures), EINTERNAL 500 (clients see only "internal error").
+// Error codes. The HTTP layer maps each to one status: ECONFLICT 409, EFORBIDDEN 403 (the
+// caller may not do this, whatever the input: a field only an admin may change, a scope the
+// caller does not hold), EINVALID 400 (malformed input, such as a bad scope), ENOTFOUND 404,
+// EUNAUTHORIZED 401, EUNPROCESSABLE 422 (validation failed, with Failures), EUNSUPPORTED 415
+// (a body that is not declared JSON), EINTERNAL 500 (clients see only "internal error").
 const (
 	ECONFLICT      = "conflict"
+	EFORBIDDEN     = "forbidden"
 	EINTERNAL      = "internal"
 	EINVALID       = "invalid"
 	ENOTFOUND      = "not_found"
 	EUNAUTHORIZED  = "unauthorized"
 	EUNPROCESSABLE = "unprocessable"
+	EUNSUPPORTED   = "unsupported"
 )
 
 // Error is an error a client may see: a code, a human-readable message, and for
@@ -100,6 +104,9 @@ var (
 	// ErrExpiredKey is returned for a valid key whose expires_at is not after now.
 	ErrExpiredKey = &Error{Code: EUNAUTHORIZED, Message: "API key has expired"}
 )
+
+// ErrNotJSON is the 415 of an admin-API write whose body is not declared JSON (design §3).
+var ErrNotJSON = &Error{Code: EUNSUPPORTED, Message: "Content-Type must be application/json"}
 
 // validationFailed is the 422 error for a non-empty list of failures.
 func validationFailed(failures []Failure) *Error {

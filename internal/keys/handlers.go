@@ -1,10 +1,13 @@
 package keys
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 )
@@ -112,7 +115,13 @@ func queryInt(c *gin.Context, name string, def int) (int, error) {
 func HandleCreateKey(s *Store) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var req createKeyRequest
-		if err := BindJSON(c, &req); err != nil {
+		if err := BindWriteJSON(c, &req); err != nil {
+			WriteError(c, err)
+			return
+		}
+		// The minting cap (grant.go) on the key as it will be stored: an empty permission is
+		// stored as user. Malformed scopes are left to the store (400).
+		if err := CallerFrom(c.Request.Context()).CheckGrant(req.Scopes, cmp.Or(req.Permissions, PermissionUser)); err != nil {
 			WriteError(c, err)
 			return
 		}
@@ -143,15 +152,21 @@ func HandleShowKey(s *Store) gin.HandlerFunc {
 }
 
 // HandleUpdateKey changes the fields given (PATCH and PUT alike, as PlaceOS): name,
-// description, scopes, permissions, expires_at (null: never expires).
+// description, scopes, permissions, expires_at (null: never expires). The caller must be able
+// to mint the key both as it is and as it will be (grant.go): an update can neither widen a
+// key, the caller's own included, nor touch a key stronger than the caller. The check runs in
+// the store's transaction, against the record the update replaces.
 func HandleUpdateKey(s *Store) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var req updateKeyRequest
-		if err := BindJSON(c, &req); err != nil {
+		if err := BindWriteJSON(c, &req); err != nil {
 			WriteError(c, err)
 			return
 		}
-		k, err := s.UpdateKey(c.Request.Context(), c.Param("id"), KeyUpdate(req))
+		k, err := s.UpdateKey(c.Request.Context(), c.Param("id"), KeyUpdate{
+			Name: req.Name, Description: req.Description, Scopes: req.Scopes, Permissions: req.Permissions,
+			ExpiresAt: req.ExpiresAt, Check: CallerFrom(c.Request.Context()).CheckKeyChange,
+		})
 		if err != nil {
 			WriteError(c, err)
 			return
@@ -234,7 +249,7 @@ func HandleListDomains(s *Store) gin.HandlerFunc {
 func HandleCreateDomain(s *Store) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var req domainRequest
-		if err := BindJSON(c, &req); err != nil {
+		if err := BindWriteJSON(c, &req); err != nil {
 			WriteError(c, err)
 			return
 		}
@@ -264,7 +279,7 @@ func HandleShowDomain(s *Store) gin.HandlerFunc {
 func HandleUpdateDomain(s *Store) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var req domainRequest
-		if err := BindJSON(c, &req); err != nil {
+		if err := BindWriteJSON(c, &req); err != nil {
 			WriteError(c, err)
 			return
 		}
@@ -310,10 +325,25 @@ func (r userRequest) apply(u *User) {
 	setIf(&u.Groups, r.Groups)
 }
 
-// HandleListUsers lists users, of one domain with ?authority_id=.
+// HandleListUsers lists users, of one domain with ?authority_id=. A caller below admin level
+// sees only its own domain's users (design §4): no authority_id means its own, and another
+// domain's is a 403. Admins list any domain, or all of them (design §6).
 func HandleListUsers(s *Store) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		list, err := s.ListUsers(c.Request.Context(), c.Query("authority_id"))
+		authority := c.Query("authority_id")
+		if caller := CallerFrom(c.Request.Context()); !caller.IsAdmin() {
+			own := caller.domainID()
+			if authority != "" && authority != own {
+				WriteError(c, Errorf(EFORBIDDEN, "a caller below admin level may list only its own domain's users"))
+				return
+			}
+			if own == "" { // no caller: there is no own domain to list
+				WriteError(c, Errorf(EUNAUTHORIZED, "missing credentials"))
+				return
+			}
+			authority = own
+		}
+		list, err := s.ListUsers(c.Request.Context(), authority)
 		if err != nil {
 			WriteError(c, err)
 			return
@@ -327,7 +357,7 @@ func HandleListUsers(s *Store) gin.HandlerFunc {
 func HandleCreateUser(s *Store) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var req userRequest
-		if err := BindJSON(c, &req); err != nil {
+		if err := BindWriteJSON(c, &req); err != nil {
 			WriteError(c, err)
 			return
 		}
@@ -354,10 +384,54 @@ func HandleCurrentUser() gin.HandlerFunc {
 	}
 }
 
-// HandleShowUser shows one user, or 404.
+// HandleShowUser shows one user, or 404. To a caller below admin level a user of another
+// domain is a 404 like a missing one, so that ids cannot be probed for existence (design §4).
 func HandleShowUser(s *Store) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		u, err := s.GetUser(c.Request.Context(), c.Param("id"))
+		id := c.Param("id")
+		u, err := s.GetUser(c.Request.Context(), id)
+		if err != nil {
+			WriteError(c, err)
+			return
+		}
+		if caller := CallerFrom(c.Request.Context()); !caller.IsAdmin() && u.AuthorityID != caller.domainID() {
+			WriteError(c, notFound("user", id))
+			return
+		}
+		c.JSON(http.StatusOK, u)
+	}
+}
+
+// HandleUpdateUser changes the fields given (PATCH and PUT alike). A user cannot move to another
+// domain: its keys belong to its domain. A caller below admin level may change only its own
+// user's name and email (design §4, as PlaceOS applies the other fields for admins only): a
+// change to sys_admin, support, groups or authority_id is a 403 naming them, and nothing is
+// stored. A field sent with its stored value is not a change, so a client may PUT back the
+// record it read. The comparison runs in the store's transaction, against the record the
+// update replaces: a concurrent demotion cannot be undone by a write that read the user before.
+func HandleUpdateUser(s *Store) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var req userRequest
+		if err := BindWriteJSON(c, &req); err != nil {
+			WriteError(c, err)
+			return
+		}
+		caller := CallerFrom(c.Request.Context())
+		u, err := s.ModifyUser(c.Request.Context(), c.Param("id"), func(u *User) error {
+			if !caller.IsAdmin() {
+				if caller == nil || caller.User == nil || caller.User.ID != u.ID {
+					return Errorf(EFORBIDDEN, "only an admin may change another user")
+				}
+				if fields := req.adminFieldsChanged(u); len(fields) > 0 {
+					return Errorf(EFORBIDDEN, "only an admin may change %s", strings.Join(fields, ", "))
+				}
+			}
+			if req.AuthorityID != nil && *req.AuthorityID != u.AuthorityID {
+				return validationFailed([]Failure{{Field: "authority_id", Reason: "cannot be changed"}})
+			}
+			req.apply(u)
+			return nil
+		})
 		if err != nil {
 			WriteError(c, err)
 			return
@@ -366,31 +440,39 @@ func HandleShowUser(s *Store) gin.HandlerFunc {
 	}
 }
 
-// HandleUpdateUser changes the fields given (PATCH and PUT alike). A user cannot move to another
-// domain: its keys belong to its domain.
-func HandleUpdateUser(s *Store) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		var req userRequest
-		if err := BindJSON(c, &req); err != nil {
-			WriteError(c, err)
-			return
-		}
-		u, err := s.GetUser(c.Request.Context(), c.Param("id"))
-		if err != nil {
-			WriteError(c, err)
-			return
-		}
-		if req.AuthorityID != nil && *req.AuthorityID != u.AuthorityID {
-			WriteError(c, validationFailed([]Failure{{Field: "authority_id", Reason: "cannot be changed"}}))
-			return
-		}
-		req.apply(u)
-		if err := s.UpdateUser(c.Request.Context(), u); err != nil {
-			WriteError(c, err)
-			return
-		}
-		c.JSON(http.StatusOK, u)
+// adminFieldsChanged names the fields only an admin may change that r would change in u.
+// Groups compare as sets: their order and repetitions grant nothing.
+func (r userRequest) adminFieldsChanged(u *User) []string {
+	var fields []string
+	if r.SysAdmin != nil && *r.SysAdmin != u.SysAdmin {
+		fields = append(fields, "sys_admin")
 	}
+	if r.Support != nil && *r.Support != u.Support {
+		fields = append(fields, "support")
+	}
+	if r.Groups != nil && !sameSet(*r.Groups, u.Groups) {
+		fields = append(fields, "groups")
+	}
+	if r.AuthorityID != nil && *r.AuthorityID != u.AuthorityID {
+		fields = append(fields, "authority_id")
+	}
+	return fields
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
+}
+
+// domainID is the caller's domain: its key's (the policy has checked it is the request
+// host's), or "" without a key.
+func (c *Caller) domainID() string {
+	if c == nil || c.Key == nil {
+		return ""
+	}
+	return c.Key.AuthorityID
 }
 
 // HandleDeleteUser deletes a user and its keys: 202.

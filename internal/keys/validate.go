@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"fmt"
 	"net"
 	"net/url"
 	"strings"
@@ -10,6 +11,19 @@ import (
 
 // MaxNameLength is the longest key, user or domain name accepted, in characters (runes).
 const MaxNameLength = 255
+
+// Limits on a key's scopes. The forward-auth endpoints return a key's scopes in one
+// X-Auth-Scopes header (joined by ","), and nginx reads the auth subrequest's response headers
+// into one buffer of proxy_buffer_size, 4 KiB by default on common platforms: a larger header
+// block fails the request (502). 64 scopes of up to 64 characters are far beyond what any
+// real key needs; but 64 × 64 plus 63 commas is 4,159 bytes on its own, so the scopes joined
+// are also capped at MaxScopesLength, which leaves about 1 KiB of the 4 KiB for the status
+// line and the other headers (ids, permissions, Content-Type, Date).
+const (
+	MaxScopes       = 64   // scopes per key
+	MaxScopeLength  = 64   // bytes per scope (a valid scope is ASCII: one byte per character)
+	MaxScopesLength = 3072 // bytes of the scopes joined by ","
+)
 
 // Validation reasons, worded as PlaceOS (Crystal ActiveModel) words them.
 const (
@@ -48,6 +62,30 @@ func NormalizeScope(s string) (string, error) {
 	default:
 		return "", Errorf(EINVALID, "invalid scope %q: unknown access %q (want read or write)", s, access)
 	}
+}
+
+// checkScopeLimits appends a failure on field "scopes" for each limit scopes break (MaxScopes,
+// MaxScopeLength, MaxScopesLength). It runs before the grammar so that a huge list is refused
+// whole, without a message per entry.
+func checkScopeLimits(scopes []string, failures []Failure) []Failure {
+	if len(scopes) > MaxScopes {
+		failures = append(failures, Failure{"scopes", fmt.Sprintf("has too many entries (maximum is %d)", MaxScopes)})
+	}
+	total, tooLong := 0, false
+	for i, s := range scopes {
+		if i > 0 {
+			total++ // the ","
+		}
+		total += len(s)
+		tooLong = tooLong || len(s) > MaxScopeLength
+	}
+	if tooLong {
+		failures = append(failures, Failure{"scopes", fmt.Sprintf("has an entry that is too long (maximum is %d characters)", MaxScopeLength)})
+	}
+	if total > MaxScopesLength {
+		failures = append(failures, Failure{"scopes", fmt.Sprintf("is too long in all (maximum is %d characters, joined by commas)", MaxScopesLength)})
+	}
+	return failures
 }
 
 // NormalizeScopes applies NormalizeScope to each scope, returning a new slice (never nil: an

@@ -14,6 +14,7 @@ var (
 	inHost        = ast.StringTerm("host")
 	inProtocol    = ast.StringTerm("protocol")
 	inQuery       = ast.StringTerm("query")
+	inCrossSite   = ast.StringTerm("cross_site")
 	inID          = ast.StringTerm("id")
 	inName        = ast.StringTerm("name")
 	inDomainName  = ast.StringTerm("domain")
@@ -75,6 +76,7 @@ func (r *Request) astValue() ast.Value {
 		ast.Item(inHost, str(r.Host)),
 		ast.Item(inProtocol, str(r.Protocol)),
 		ast.Item(inQuery, query(r.Query)),
+		ast.Item(inCrossSite, ast.InternedTerm(r.CrossSite)),
 	)
 }
 

@@ -514,7 +514,7 @@ func TestAstValue(t *testing.T) {
 		{
 			note: "full",
 			in: Input{
-				Request: Request{Method: "GET", Path: "/systems/sys-1", Host: "example.com", Protocol: "websocket", Query: map[string][]string{"channel": {"x/guest/y"}, "api-key": {""}}},
+				Request: Request{Method: "GET", Path: "/systems/sys-1", Host: "example.com", Protocol: "websocket", Query: map[string][]string{"channel": {"x/guest/y"}, "api-key": {""}}, CrossSite: true},
 				Domain:  &Domain{ID: "dom-1", Name: "Example", Domain: "example.com"},
 				Key:     &Key{ID: "k", AuthorityID: "dom-1", Scopes: []string{"systems.read", "guest"}, Permissions: "support", Source: "cookie"},
 				User:    &User{ID: "u", AuthorityID: "dom-1", Name: "Ann \"quoted\" é", Email: "a@example.com", SysAdmin: true, Support: false, Groups: []string{"sys-1"}},

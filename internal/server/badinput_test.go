@@ -56,7 +56,8 @@ func TestDecisionBadInput(t *testing.T) {
 	}
 }
 
-// TestForwardAuthBadInput does the same for /authz in the three styles.
+// TestForwardAuthBadInput does the same for the three forward-auth endpoints, and for the
+// retired /authz, which must fail closed whatever is appended to it.
 func TestForwardAuthBadInput(t *testing.T) {
 	f := newFixture(t)
 	huge := v2 + "/systems/" + strings.Repeat("a", 200<<10)
@@ -65,21 +66,26 @@ func TestForwardAuthBadInput(t *testing.T) {
 		header map[string]string
 		path   string
 	}{
-		{"nginx huge X-Original-URI", map[string]string{"X-Original-URI": huge, "X-Original-Method": "DELETE", "X-API-Key": f.Booking}, "/authz"},
-		{"traefik huge X-Forwarded-Uri", map[string]string{"X-Forwarded-Uri": huge, "X-Forwarded-Method": "DELETE", "X-Forwarded-Host": "localhost", "X-API-Key": f.Booking}, "/authz"},
-		{"nginx dot-dot", map[string]string{"X-Original-URI": v2 + "/systems/%2e%2e/api_keys", "X-Original-Method": "GET", "X-API-Key": f.Booking}, "/authz"},
-		{"nginx dot-dot above the root", map[string]string{"X-Original-URI": "/../../" + v2 + "/api_keys", "X-Original-Method": "GET", "X-API-Key": f.Booking}, "/authz"},
-		{"envoy dot-dot", map[string]string{"X-API-Key": f.Booking}, "/authz" + v2 + "/systems/%2e%2e/api_keys"},
-		{"envoy dot-dot out of the prefix to metrics", nil, "/authz/%2e%2e/metrics"},
-		{"envoy dot-dot out of the prefix to health", nil, "/authz/%2e%2e/health"},
-		{"envoy dot-dot out of the prefix to admin", map[string]string{"X-API-Key": f.Booking}, "/authz/%2e%2e" + v2 + "/api_keys"},
-		{"envoy encoded slash out of the prefix", nil, "/authz%2f%2e%2e/metrics"},
-		{"nginx method injection", map[string]string{"X-Original-URI": v2 + "/systems/sys-1", "X-Original-Method": "GET\r\nX: y", "X-API-Key": f.Kiosk}, "/authz"},
+		{"nginx huge X-Original-URI", map[string]string{"X-Original-URI": huge, "X-Original-Method": "DELETE", "X-API-Key": f.Booking}, "/authz/nginx"},
+		{"traefik huge X-Forwarded-Uri", map[string]string{"X-Forwarded-Uri": huge, "X-Forwarded-Method": "DELETE", "X-Forwarded-Host": "localhost", "X-API-Key": f.Booking}, "/authz/traefik"},
+		{"envoy huge path", map[string]string{"X-API-Key": f.Booking}, "/authz/envoy" + v2 + "/api_keys/" + strings.Repeat("a", 200<<10)},
+		{"nginx dot-dot", map[string]string{"X-Original-URI": v2 + "/systems/%2e%2e/api_keys", "X-Original-Method": "GET", "X-API-Key": f.Booking}, "/authz/nginx"},
+		{"nginx dot-dot above the root", map[string]string{"X-Original-URI": "/../../" + v2 + "/api_keys", "X-Original-Method": "GET", "X-API-Key": f.Booking}, "/authz/nginx"},
+		{"traefik with nginx's headers", map[string]string{"X-Original-URI": v2 + "/systems/sys-1", "X-Original-Method": "GET", "X-API-Key": f.Kiosk}, "/authz/traefik"},
+		{"nginx with traefik's headers", map[string]string{"X-Forwarded-Uri": v2 + "/systems/sys-1", "X-Forwarded-Method": "GET", "X-API-Key": f.Kiosk}, "/authz/nginx"},
+		{"envoy dot-dot", map[string]string{"X-API-Key": f.Booking}, "/authz/envoy" + v2 + "/systems/%2e%2e/api_keys"},
+		{"envoy dot-dot out of the prefix to metrics", nil, "/authz/envoy/%2e%2e/%2e%2e/metrics"},
+		{"envoy dot-dot out of the prefix to health", nil, "/authz/envoy/../../health"},
+		{"envoy dot-dot out of the prefix to admin", map[string]string{"X-API-Key": f.Booking}, "/authz/envoy/%2e%2e" + v2 + "/api_keys"},
+		{"envoy encoded slash out of the prefix", nil, "/authz/envoy%2f%2e%2e/metrics"},
+		{"retired /authz with a dot-dot to metrics", nil, "/authz/%2e%2e/metrics"},
+		{"retired /authz with nginx's headers", map[string]string{"X-Original-URI": v2 + "/systems/sys-1", "X-Original-Method": "GET", "X-API-Key": f.Kiosk}, "/authz"},
+		{"nginx method injection", map[string]string{"X-Original-URI": v2 + "/systems/sys-1", "X-Original-Method": "GET\r\nX: y", "X-API-Key": f.Kiosk}, "/authz/nginx"},
 	}
 	for _, c := range cases {
 		t.Run(c.note, func(t *testing.T) {
 			t.Parallel()
-			req := newRequest(t, "GET", f.URL+"/authz", nil)
+			req := newRequest(t, "GET", f.URL+"/authz/nginx", nil)
 			req.URL.Opaque = c.path // send the path exactly as written
 			req.Host = "localhost"
 			for k, v := range c.header {

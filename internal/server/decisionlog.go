@@ -3,6 +3,8 @@ package server
 import (
 	"encoding/json"
 	"io"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -10,9 +12,10 @@ import (
 )
 
 // DecisionLogger writes one JSON line per decision: what was asked (method, normalised path,
-// host, the caller's key and user ids), what was answered, under which policy revision and how
-// long it took. It never writes a key, a secret or the api-key parameter: it only sees the
-// policy input, from which authz removed them.
+// query, host, the caller's key and user ids), what was answered, under which policy revision
+// and how long it took. It never writes a key, a secret or the api-key parameter: authz removed
+// them from the policy input, and the path and the query are redacted all the same (a key can
+// ride in a path segment, PlaceOS's upload route has one, or in another parameter).
 type DecisionLogger struct {
 	mu  sync.Mutex
 	enc *json.Encoder
@@ -28,6 +31,7 @@ type decisionRecord struct {
 	Time       string  `json:"time"`
 	Method     string  `json:"method"`
 	Path       string  `json:"path"`
+	Query      string  `json:"query,omitempty"`
 	Host       string  `json:"host"`
 	Protocol   string  `json:"protocol"`
 	KeyID      string  `json:"key_id,omitempty"`
@@ -45,7 +49,8 @@ func (l *DecisionLogger) Log(id string, res authz.Result, revision string, elaps
 		DecisionID: id,
 		Time:       time.Now().UTC().Format(time.RFC3339Nano),
 		Method:     res.Input.Request.Method,
-		Path:       res.Input.Request.Path,
+		Path:       RedactPath(res.Input.Request.Path),
+		Query:      logQuery(res.Input.Request.Query),
 		Host:       res.Input.Request.Host,
 		Protocol:   res.Input.Request.Protocol,
 		KeyID:      res.KeyID,
@@ -64,4 +69,19 @@ func (l *DecisionLogger) Log(id string, res authz.Result, revision string, elaps
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	_ = l.enc.Encode(&rec) // a failed log write must not fail the request
+}
+
+// logQuery is the query of a policy input as a log shows it: encoded in name order, without
+// any api-key parameter, and redacted.
+func logQuery(q map[string][]string) string {
+	if len(q) == 0 {
+		return ""
+	}
+	v := make(url.Values, len(q))
+	for name, values := range q {
+		if !strings.EqualFold(name, authz.KeyParam) {
+			v[name] = values
+		}
+	}
+	return RedactQuery(v.Encode())
 }

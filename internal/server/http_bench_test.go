@@ -61,7 +61,7 @@ func BenchmarkDecisionEndpoint(b *testing.B) {
 	}{
 		{"cold", &authz.Authorizer{Store: store, Engine: engine, Logger: logger}},
 		{"keycache", &authz.Authorizer{Store: cache.New(store, cache.DefaultOptions()), Engine: engine, Logger: logger}},
-		{"cached", &authz.Authorizer{Store: cache.New(store, cache.DefaultOptions()), Engine: engine, Logger: logger, Decisions: cache.NewDecisions(1000)}},
+		{"cached", &authz.Authorizer{Store: cache.New(store, cache.DefaultOptions()), Engine: engine, Logger: logger, Decisions: cache.NewDecisions(1 << 20)}},
 	} {
 		ts := httptest.NewServer(New(Deps{Logger: logger, Store: store, Engine: engine, Authorizer: tc.a}))
 		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}

@@ -44,14 +44,20 @@ func (s *Server) routes() {
 	// Decision endpoints for gateways and services (decide.go).
 	g.POST("/v1/data/keyauthz/decision", s.handleDataDecision(false))
 	g.POST("/v1/data/keyauthz/allow", s.handleDataDecision(true))
-	g.Any("/authz", s.handleForwardAuth())
-	g.Any("/authz/*path", s.handleForwardAuth())
+	// Forward auth, one endpoint per gateway style (forwardauth.go). ServeHTTP routes every
+	// other path under /authz, however spelt, to the retired /authz: a 403.
+	g.Any(nginxAuthPath, s.handleForwardAuth(nginxRequest))
+	g.Any(traefikAuthPath, s.handleForwardAuth(traefikRequest))
+	g.Any(envoyAuthPath, s.handleForwardAuth(envoyRequest))
+	g.Any(forwardAuthPrefix, handleRetiredForwardAuth())
 
 	// Operations.
 	g.GET("/health", s.handleHealth())
 	g.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.deps.Registry, promhttp.HandlerOpts{})))
 
-	// Anything else under the admin base is judged by the policy first, then is a 404; anything
+	// Forward auth answers any method, also those Gin does not route (Envoy passes the client's
+	// method on, and the policy, not a 404, must refuse an unknown one). Anything else under
+	// the admin base is judged by the policy first, then is a 404; anything
 	// outside it is a plain 404.
-	g.NoRoute(s.handleNoRoute())
+	g.NoRoute(s.forwardAuthAnyMethod(), s.handleNoRoute())
 }

@@ -7,7 +7,6 @@ import (
 	"cmp"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -92,12 +91,26 @@ func New(deps Deps) *Server {
 	return s
 }
 
-// ServeHTTP routes r by its normalised path, so that Gin dispatches exactly the route the policy
-// judged: "/api/engine/v2/systems/../api_keys" is routed, and judged, as "/api/engine/v2/api_keys".
+// ServeHTTP routes r by the path the policy judges: the raw request-target's path, normalised
+// (Authorize does the same with the URI it is given), so that Gin dispatches exactly the route
+// the policy judged: "/api/engine/v2/systems/../api_keys" is routed, and judged, as
+// "/api/engine/v2/api_keys". Forward auth is routed on the raw target (forwardAuthRoute).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	r.URL.Path = routePath(r.URL.EscapedPath())
+	r.URL.Path = routePath(r)
 	r.URL.RawPath = ""
 	s.gin.ServeHTTP(w, r)
+}
+
+// routePath is the path ServeHTTP routes r by.
+func routePath(r *http.Request) string {
+	target := requestURI(r)
+	// SplitURI is what Authorize cuts the URI with: routing and judging read the same path.
+	rawPath, _ := opa.SplitURI(target)
+	p := opa.NormalizePath(rawPath)
+	if route := forwardAuthRoute(target, rawPath, p); route != "" {
+		return route
+	}
+	return p
 }
 
 // recoverJSON turns a panic into a 500 with a JSON body and no stack trace for the client.
@@ -120,34 +133,18 @@ func (s *Server) logRequests(c *gin.Context) {
 	}
 	s.logger.Debug("request",
 		"method", c.Request.Method,
-		"path", c.Request.URL.Path,
+		"path", RedactPath(c.Request.URL.Path),
 		"query", RedactQuery(c.Request.URL.RawQuery),
 		"status", c.Writer.Status(),
 		"key_id", c.GetString(ctxKeyID),
 		"latency", time.Since(start))
 }
 
-// RedactQuery returns a raw query with every api-key parameter's value replaced, for logs.
-func RedactQuery(raw string) string {
-	// The fast path must not skip an escaped name: "%61pi-key" is api-key to the policy.
-	if raw == "" || !strings.Contains(strings.ToLower(raw), "api") && !strings.Contains(raw, "%") {
-		return raw
-	}
-	parts := strings.Split(raw, "&")
-	for i, p := range parts {
-		name, _, _ := strings.Cut(p, "=")
-		if n, err := url.QueryUnescape(name); err == nil && strings.EqualFold(n, authz.KeyParam) {
-			parts[i] = name + "=REDACTED"
-		}
-	}
-	return strings.Join(parts, "&")
-}
-
 // ctxKeyID is the Gin context key under which the caller's key id is kept for the request log.
 const ctxKeyID = "keyauthz.key_id"
 
 // authorize is the admin API's gate: the policy judges every request, through the same
-// credential path as the decision endpoints. A deny ends the request with the decision's status
+// credential path as the decision endpoints, on the raw request-target (requestURI). A deny ends the request with the decision's status
 // and {"error": message}; an allow hands the caller to the handler.
 func (s *Server) authorize(c *gin.Context) {
 	res, _ := s.decide(c, authz.Request{
@@ -194,12 +191,26 @@ func denyStatus(d opa.Decision) int {
 	}
 }
 
-// requestURI is the request's path, as ServeHTTP normalised it, with its raw query. Passing
-// the normalised path (not the re-escaped one) keeps the path the policy judges identical to the
-// path Gin routes: normalisation is idempotent.
+// requestURI is the request-target as the client sent it (r.RequestURI: raw, not normalised,
+// with its query), in origin form: the policy must judge the spelling the backend behind a
+// gateway receives, and Authorize refuses the spellings that routers read differently. An
+// absolute-form target ("http://host/path") is cut to its path and query.
 func requestURI(r *http.Request) string {
-	if r.URL.RawQuery == "" {
-		return r.URL.Path
+	t := r.RequestURI
+	if strings.HasPrefix(t, "/") {
+		return t
 	}
-	return r.URL.Path + "?" + r.URL.RawQuery
+	if _, rest, ok := strings.Cut(t, "://"); ok {
+		i := strings.IndexAny(rest, "/?")
+		switch {
+		case i < 0:
+			return "/"
+		case rest[i] == '?':
+			return "/" + rest[i:]
+		default:
+			return rest[i:]
+		}
+	}
+	// "*" (OPTIONS *), or a request made in-process without a RequestURI.
+	return r.URL.RequestURI()
 }

@@ -28,9 +28,19 @@ decision := {
 	"permissions": level_names[level],
 }
 
+# method_allowed holds for the HTTP methods keyauthz judges, spelled exactly so: the method
+# arrives as the client sent it, and a backend may route a method we do not know (a WebDAV
+# verb, a lower-case "get") to a handler we would not have judged. Anything else is refused
+# before any route is looked up. (An inline set: a rule holding it costs allocations on every
+# decision.)
+method_allowed if input.request.method in {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
 # route is the matched route of the table, or the catch-all: routes not in the table need the
-# public scope, with access by method.
-route := r if {
+# public scope, with access by method. A method that is not method_allowed has no route at
+# all: its decision names none.
+route := {"scopes": [], "access": "", "gate": "", "params": {}} if {
+	not method_allowed
+} else := r if {
 	r := routing.match(input.request.method, input.request.path)
 } else := {"scopes": ["public"], "gate": "none", "params": {}, "default": true}
 
@@ -45,7 +55,7 @@ else := ""
 access := route.access if {
 	route.access
 } else := "read" if {
-	upper(input.request.method) in {"GET", "HEAD", "OPTIONS"}
+	input.request.method in {"GET", "HEAD", "OPTIONS"}
 } else := "write"
 
 gate := object.get(route, "gate", "none")
@@ -76,7 +86,11 @@ else := user_level
 gate_min := {"none": 0, "support": 1, "admin": 2, "admin_or_self": 2}
 
 # outcome holds status and message, checked in order: the first rule that applies decides.
-outcome := {"status": 200, "message": "anonymous route"} if {
+outcome := {"status": 403, "message": "method not allowed"} if {
+	not method_allowed
+} else := {"status": 403, "message": "ambiguous path"} if {
+	case_ambiguous
+} else := {"status": 200, "message": "anonymous route"} if {
 	route.anonymous
 } else := {"status": 401, "message": "missing credentials"} if {
 	not input.key
@@ -84,6 +98,8 @@ outcome := {"status": 200, "message": "anonymous route"} if {
 	not input.domain
 } else := {"status": 401, "message": "authority domain does not match token's"} if {
 	input.key.authority_id != input.domain.id
+} else := {"status": 403, "message": "cross-site request with a cookie or URL key"} if {
+	ambient_cross_site
 } else := {"status": 200, "message": "authenticated route"} if {
 	route.authenticated
 } else := {"status": 403, "message": scope_message} if {
@@ -91,6 +107,39 @@ outcome := {"status": 200, "message": "anonymous route"} if {
 } else := {"status": 403, "message": gate_message} if {
 	not gate_ok
 } else := {"status": 200, "message": "allowed"}
+
+# case_ambiguous holds when the path's literal segments match one route of the table only in
+# another case, while a backend that matches case-sensitively reads the same path as another
+# route of the table: `api_keys/INSPECT` is the authenticated inspect route to us, but the key
+# "INSPECT" (admin-gated) to such a backend; `systems/sys-1/TYPES` the ungated types route,
+# or the support-gated state of a module "TYPES". Neither reading is safe to pick, so the
+# request is refused. A path whose other-case spelling reaches no other route (upper-case
+# `/API/ENGINE/V2/API_KEYS`) is judged as the table's route. Only a path whose literal segments
+# differ from the route's (not one with upper-case ids) needs the second lookup.
+case_ambiguous if {
+	input.request.path != lower(input.request.path)
+	segs := routing.segments(input.request.path)
+	some [i, literal] in route.literals
+	segs[i] != literal
+	exact := routing.match_exact_case(input.request.method, input.request.path)
+	exact.path != route.path
+}
+
+# ambient_cross_site holds for a write (or a websocket, which PlaceOS uses to execute) made
+# cross-site with a key the browser adds by itself: a cookie or a URL parameter another site's
+# page can carry. Only a header key proves that the caller's own code sent the request, so any
+# other source counts as ambient. cross_site comes from Sec-Fetch-Site and Origin; clients that
+# send neither (servers, scripts) are never cross-site. Reads stay open: a cross-site page
+# cannot read the answer.
+ambient_cross_site if {
+	input.request.cross_site == true
+	not input.key.source == "header"
+	_ambient_sensitive
+}
+
+_ambient_sensitive if access == "write"
+
+_ambient_sensitive if input.request.protocol == "websocket"
 
 # A key may use a route when its scopes grant the route's access on one of the route's scopes
 # (or public), or when it is a guest key and the route lets guests in on its terms.

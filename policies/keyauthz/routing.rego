@@ -9,6 +9,10 @@
 #   and, only between two routes of the same pattern, a route naming the method before a "*"
 #   route (so a "*" route's literal segment still beats a parameter of a route naming the
 #   method).
+#
+#   Matching judges what a backend will run (design §4): HEAD and OPTIONS are looked up as GET
+#   (a backend routes them to the GET handler), and literal segments match in any case (a
+#   backend may ignore case), while parameters keep the request's own spelling.
 package keyauthz.routing
 
 # The index keyauthz builds from the table once, when a policy is loaded or a bundle built, and
@@ -28,13 +32,16 @@ index := data.keyauthz.routes.index if {
 #                   leftmost first)
 #   prefix[key]     the "/*" route whose literal prefix is key
 #   prefix_lengths  the segment counts of those prefixes, longest first
-# Each route carries "params" ({name: segment index}) and "grants" ({access: the scope strings
-# that grant that access on the route, public included}), so that a decision does no string
-# work on the table. Two routes with the same method and pattern make this rule fail, so such a
-# table cannot load.
+# Keys are lower-case (match looks up the lower-cased path); a row's HEAD or OPTIONS is left
+# out, since those requests are looked up as GET.
+# Each route carries "params" ({name: segment index}), "literals" ([[segment index, the literal
+# as the table spells it], ...]; pairs, since a JSON copy of the index would turn number keys
+# into strings) and "grants" ({access: the scope strings that grant that access on the route,
+# public included}), so that a decision does no string work on the table. Two routes with the
+# same method and pattern make this rule fail, so such a table cannot load.
 built_index := {m: _method_index(m) | some m in _methods}
 
-_methods := {upper(m) | some r in data.keyauthz.routes.table; some m in r.methods} | {"*"}
+_methods := {upper(m) | some r in data.keyauthz.routes.table; some m in r.methods; not as_get[upper(m)]} | {"*"}
 
 _method_index(m) := {
 	"exact": {e.key: e.route | some e in entries; e.kind == "exact"},
@@ -64,6 +71,7 @@ _entries contains entry if {
 	kind := _kind(r.path)
 	segs := segments(trim_suffix(r.path, "/*"))
 	some m in r.methods
+	not as_get[upper(m)]
 	entry := {
 		"method": upper(m),
 		"kind": kind,
@@ -72,6 +80,7 @@ _entries contains entry if {
 		"key": concat("/", [_key_part(s) | some s in segs]),
 		"route": object.union(r, {
 			"params": {trim_prefix(s, ":"): i | some i, s in segs; startswith(s, ":")},
+			"literals": [[i, s] | some i, s in segs; not startswith(s, ":")],
 			"grants": {a: _grants(r, a) | some a in ["read", "write"]},
 		}),
 	}
@@ -97,7 +106,7 @@ _mask_bit(s) := "0" if not startswith(s, ":")
 
 _key_part(s) := ":" if startswith(s, ":")
 
-_key_part(s) := s if not startswith(s, ":")
+_key_part(s) := lower(s) if not startswith(s, ":")
 
 # segments splits a path into its non-empty segments: "/" has none. A normalised path (the
 # policy's input) is split directly; anything else has its empty segments dropped.
@@ -110,9 +119,19 @@ segments(path) := split(substring(path, 1, -1), "/") if {
 	not endswith(path, "/")
 } else := [s | some s in split(path, "/"); s != ""]
 
-# match is the most specific route for method and path (a normalised path), undefined when no
-# route matches. Its "params" name the segment index of each parameter (see params).
-match(method, path) := _match(object.get(index, upper(method), index["*"]), segments(path))
+# as_get maps the methods that are looked up as GET to it: a backend answers HEAD with its GET
+# handler, and a CORS preflight (OPTIONS) with the GET route's, so they get the GET route's
+# scopes, access and gate rather than the looser route of a method the table does not name.
+as_get := {"HEAD": "GET", "OPTIONS": "GET"}
+
+# match is the most specific route for method (exactly as received; the decision has refused
+# any method it does not know) and path (a normalised path), undefined when no route matches.
+# Literal segments match in any case: the path is lower-cased once and looked up among the
+# index's lower-case keys. Its "params" name the segment index of each parameter (see params).
+match(method, path) := _match(
+	object.get(index, object.get(as_get, method, method), index["*"]),
+	segments(lower(path)),
+)
 
 _match(t, segs) := r if {
 	found := [r |
@@ -129,5 +148,14 @@ _match(t, segs) := r if {
 	r := found[0]
 }
 
-# params binds the parameters of route to the segments of path: {name: value}.
+# match_exact_case is the route a backend that matches case-sensitively would run for method
+# and path: the path's segments looked up as sent, so a segment in another case than the
+# table's (lower-case) literal can only match a parameter. Undefined when no route matches.
+match_exact_case(method, path) := _match(
+	object.get(index, object.get(as_get, method, method), index["*"]),
+	segments(path),
+)
+
+# params binds the parameters of route to the segments of path: {name: value}, in the path's
+# own case (ids are case-sensitive: the guest and self checks compare them as sent).
 params(route, path) := {name: segs[i] | some name, i in route.params} if segs := segments(path)

@@ -5,7 +5,6 @@ package gateway
 import (
 	"bufio"
 	"bytes"
-	_ "embed"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,7 +18,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"text/template"
 	"time"
 
 	"github.com/keyauthz/keyauthz/internal/testutil"
@@ -215,17 +213,49 @@ func (u *upstream) requests() []seenRequest {
 	return append([]seenRequest(nil), u.seen...)
 }
 
-// nginxConf is the configuration of docs/gateways.md, with test paths filled in.
-//
-//go:embed nginx.conf.tmpl
-var nginxConfTemplate string
-
 type nginxParams struct {
 	Prefix   string // a folder for logs, temp files and the pid
 	User     string // "root" when running as root, else ""
 	Listen   string // 127.0.0.1:PORT
 	Keyauthz string // keyauthz's host:port
 	Upstream string // the application's host:port
+}
+
+// nginxConfig is a whole nginx.conf for a test: the block of docs/gateways.md between its
+// nginx-config markers, as written, with only its addresses replaced, inside the scaffolding a
+// test needs (a writable prefix for logs, temp files and the pid). Reading the block from the
+// docs means the tested configuration and the documented one cannot drift apart.
+func nginxConfig(tb testing.TB, p nginxParams) string {
+	tb.Helper()
+	doc, err := os.ReadFile("../../docs/gateways.md")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	_, rest, ok1 := strings.Cut(string(doc), "<!-- nginx-config: begin -->\n```nginx\n")
+	block, _, ok2 := strings.Cut(rest, "```\n<!-- nginx-config: end -->")
+	if !ok1 || !ok2 {
+		tb.Fatal("docs/gateways.md: no ```nginx block between the nginx-config markers")
+	}
+	for _, r := range []struct{ doc, test string }{
+		{"server 127.0.0.1:8080;", "server " + p.Keyauthz + ";"},
+		{"server 127.0.0.1:3000;", "server " + p.Upstream + ";"},
+		{"listen 80;", "listen " + p.Listen + ";"},
+	} {
+		if n := strings.Count(block, r.doc); n != 1 {
+			tb.Fatalf("docs/gateways.md: the nginx block has %q %d times, want once", r.doc, n)
+		}
+		block = strings.Replace(block, r.doc, r.test, 1)
+	}
+	var b strings.Builder
+	if p.User != "" {
+		fmt.Fprintf(&b, "user %s;\n", p.User)
+	}
+	fmt.Fprintf(&b, "worker_processes 1;\npid %[1]s/nginx.pid;\nerror_log %[1]s/error.log warn;\n"+
+		"events {\n    worker_connections 1024;\n}\n"+
+		"http {\n    access_log %[1]s/access.log;\n    client_body_temp_path %[1]s/client_body;\n"+
+		"    proxy_temp_path %[1]s/proxy;\n    fastcgi_temp_path %[1]s/fastcgi;\n"+
+		"    uwsgi_temp_path %[1]s/uwsgi;\n    scgi_temp_path %[1]s/scgi;\n\n%[2]s}\n", p.Prefix, block)
+	return b.String()
 }
 
 // nginxBinary returns the nginx executable, or skips when it is missing outside CI.
@@ -257,12 +287,9 @@ func startNginx(tb testing.TB, keyauthzAddr, upstreamURL string) string {
 	if os.Geteuid() == 0 {
 		p.User = "root" // workers must reach the temp folders owned by this user
 	}
-	var conf bytes.Buffer
-	if err := template.Must(template.New("nginx").Parse(nginxConfTemplate)).Execute(&conf, p); err != nil {
-		tb.Fatal(err)
-	}
+	conf := nginxConfig(tb, p)
 	confPath := filepath.Join(prefix, "nginx.conf")
-	if err := os.WriteFile(confPath, conf.Bytes(), 0o600); err != nil {
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		tb.Fatal(err)
 	}
 	out := &testutil.SyncBuffer{}
@@ -291,7 +318,7 @@ func startNginx(tb testing.TB, keyauthzAddr, upstreamURL string) string {
 		select {
 		case <-exited:
 			errLog, _ := os.ReadFile(filepath.Join(prefix, "error.log"))
-			tb.Fatalf("nginx exited:\n%s\n%s\nconfig:\n%s", out, errLog, conf.String())
+			tb.Fatalf("nginx exited:\n%s\n%s\nconfig:\n%s", out, errLog, conf)
 		default:
 		}
 		c, err := net.DialTimeout("tcp", p.Listen, 200*time.Millisecond)

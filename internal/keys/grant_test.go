@@ -1,0 +1,195 @@
+package keys
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestScopesCover(t *testing.T) {
+	tests := []struct {
+		held []string
+		want string
+		ok   bool
+	}{
+		// public covers everything, guest included (a deliberate difference from design §4's
+		// "guest only by guest": see ScopesCover).
+		{[]string{"public"}, "public", true},
+		{[]string{"public"}, "systems", true},
+		{[]string{"public"}, "systems.read", true},
+		{[]string{"public"}, "zones.WRITE", true},
+		{[]string{"public"}, "guest", true},
+		{[]string{"PUBLIC"}, "systems", false}, // resources compare exactly, as in the policy
+
+		// x covers x, x.read, x.write; nothing else.
+		{[]string{"systems"}, "systems", true},
+		{[]string{"systems"}, "systems.read", true},
+		{[]string{"systems"}, "systems.write", true},
+		{[]string{"systems"}, "zones.read", false},
+		{[]string{"systems"}, "public", false},
+		{[]string{"systems"}, "public.read", false},
+		{[]string{"systems"}, "control", false},
+		{[]string{"systems"}, "systems_x", false},
+
+		// x.read covers x.read only; x.write covers x.write only.
+		{[]string{"systems.read"}, "systems.read", true},
+		{[]string{"systems.read"}, "systems.write", false},
+		{[]string{"systems.read"}, "systems", false},
+		{[]string{"systems.write"}, "systems.write", true},
+		{[]string{"systems.write"}, "systems.read", false},
+		{[]string{"systems.write"}, "systems", false},
+
+		// Entries for one resource add up.
+		{[]string{"systems.read", "systems.write"}, "systems", true},
+		{[]string{"public.read", "systems.write"}, "systems", true},
+		{[]string{"public.read", "public.write"}, "public", true},
+		{[]string{"public.read", "public.write"}, "zones", true},
+
+		// public.read covers every *.read, public.write every *.write.
+		{[]string{"public.read"}, "systems.read", true},
+		{[]string{"public.read"}, "public.read", true},
+		{[]string{"public.read"}, "systems.write", false},
+		{[]string{"public.read"}, "systems", false},
+		{[]string{"public.read"}, "public", false},
+		{[]string{"public.read"}, "guest", false},
+		{[]string{"public.write"}, "zones.write", true},
+		{[]string{"public.write"}, "zones.read", false},
+		{[]string{"public.write"}, "public.write", true},
+
+		// Suffixes in any case, on either side.
+		{[]string{"systems.READ"}, "systems.read", true},
+		{[]string{"systems.read"}, "systems.Read", true},
+		{[]string{"public.Write"}, "metadata.WRITE", true},
+
+		// guest: by guest, public, or what covers public; never by its parts or by others.
+		{[]string{"guest"}, "guest", true},
+		{[]string{"guest.read", "guest.write"}, "guest", false},
+		{[]string{"api_keys"}, "guest", false},
+		{[]string{"public.read", "public.write"}, "guest", true},
+		{[]string{"guest"}, "systems.read", false},
+
+		// Nothing covers anything for a key without scopes.
+		{nil, "systems.read", false},
+		{[]string{}, "guest", false},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.held, ",")+"/"+tt.want, func(t *testing.T) {
+			if got := ScopesCover(tt.held, tt.want); got != tt.ok {
+				t.Errorf("ScopesCover(%q, %q) = %v, want %v", tt.held, tt.want, got, tt.ok)
+			}
+		})
+	}
+}
+
+func TestCheckGrant(t *testing.T) {
+	tests := []struct {
+		name       string
+		held       []string
+		heldLevel  Permission
+		scopes     []string
+		level      Permission
+		wantErrMsg string // "" for allowed
+	}{
+		{"api_keys admin mints public", []string{"api_keys"}, PermissionAdmin, []string{"public"}, PermissionUser,
+			"cannot grant scope public: the calling key does not hold it"},
+		{"public admin mints admin_support", []string{"public"}, PermissionAdmin, []string{"systems"}, PermissionAdminSupport,
+			"cannot grant permissions admin_support: above the calling key's admin"},
+		{"the first scope refused is named", []string{"systems"}, PermissionAdmin, []string{"systems.read", "zones", "users"}, PermissionUser,
+			"cannot grant scope zones: the calling key does not hold it"},
+		{"the scope is named before the level", []string{"systems"}, PermissionUser, []string{"zones"}, PermissionAdmin,
+			"cannot grant scope zones: the calling key does not hold it"},
+		{"equal level and subset", []string{"systems", "zones.read"}, PermissionSupport, []string{"systems.write", "zones.read"}, PermissionSupport, ""},
+		{"no scopes at user level", []string{"api_keys"}, PermissionAdmin, []string{}, PermissionUser, ""},
+		{"invalid level left to validation", []string{"public"}, PermissionAdmin, nil, Permission("root"), ""},
+		{"no caller level grants nothing", nil, "", nil, PermissionUser,
+			"cannot grant permissions user: above the calling key's none"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckGrant(tt.held, tt.heldLevel, tt.scopes, tt.level)
+			switch {
+			case tt.wantErrMsg == "" && err != nil:
+				t.Fatalf("err = %v, want none", err)
+			case tt.wantErrMsg != "" && (ErrorCode(err) != EFORBIDDEN || ErrorMessage(err) != tt.wantErrMsg):
+				t.Fatalf("err = %v (code %s), want EFORBIDDEN %q", err, ErrorCode(err), tt.wantErrMsg)
+			}
+		})
+	}
+}
+
+func TestCallerCheckKeyChange(t *testing.T) {
+	caller := &Caller{Key: &APIKey{ID: "caller", Scopes: []string{"api_keys", "systems"}}, Permissions: PermissionAdmin}
+	key := func(p Permission, scopes ...string) *APIKey { return &APIKey{ID: "k1", Scopes: scopes, Permissions: p} }
+	tests := []struct {
+		name          string
+		before, after *APIKey
+		want          string
+	}{
+		{"rename a weaker key", key(PermissionUser, "systems.read"), key(PermissionUser, "systems.read"), ""},
+		{"narrow a weaker key", key(PermissionUser, "systems"), key(PermissionUser, "systems.read"), ""},
+		{"widen its own key", key(PermissionAdmin, "api_keys"), key(PermissionAdmin, "api_keys", "public"),
+			"cannot grant scope public: the calling key does not hold it"},
+		{"raise a key's level", key(PermissionUser, "systems"), key(PermissionAdminSupport, "systems"),
+			"cannot grant permissions admin_support: above the calling key's admin"},
+		{"touch a key with a scope it lacks", key(PermissionUser, "public"), key(PermissionUser, "public"),
+			"cannot change key k1: it holds scope public, which the calling key does not hold"},
+		{"narrow a stronger key", key(PermissionUser, "public"), key(PermissionUser),
+			"cannot change key k1: it holds scope public, which the calling key does not hold"},
+		{"touch a key above its level", key(PermissionAdminSupport, "systems"), key(PermissionUser, "systems"),
+			"cannot change key k1: its permissions admin_support are above the calling key's admin"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := caller.CheckKeyChange(tt.before, tt.after)
+			if got := ErrorMessage(err); got != tt.want || (err != nil && ErrorCode(err) != EFORBIDDEN) {
+				t.Errorf("err = %v (code %s), want %q", err, ErrorCode(err), tt.want)
+			}
+		})
+	}
+	var nobody *Caller
+	if err := nobody.CheckGrant(nil, PermissionUser); ErrorCode(err) != EFORBIDDEN {
+		t.Errorf("a nil caller granted a key: %v", err)
+	}
+	if nobody.IsAdmin() || (&Caller{Permissions: PermissionSupport}).IsAdmin() || !(&Caller{Permissions: PermissionAdminSupport}).IsAdmin() {
+		t.Error("IsAdmin: want true from admin up only")
+	}
+}
+
+func TestCheckScopeLimits(t *testing.T) {
+	many := func(n, size int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = strings.Repeat("a", size)
+		}
+		return out
+	}
+	tests := []struct {
+		name   string
+		scopes []string
+		want   []string // reasons on field "scopes"
+	}{
+		{"64 scopes of 40", many(64, 40), nil},
+		{"one of 64", many(1, 64), nil},
+		{"65 scopes", many(65, 5), []string{"has too many entries (maximum is 64)"}},
+		{"one of 65", many(1, 65), []string{"has an entry that is too long (maximum is 64 characters)"}},
+		{"64 of 64 exceeds the total", many(64, 64), []string{"is too long in all (maximum is 3072 characters, joined by commas)"}},
+		{"10000 long ones", many(10000, 100), []string{
+			"has too many entries (maximum is 64)",
+			"has an entry that is too long (maximum is 64 characters)",
+			"is too long in all (maximum is 3072 characters, joined by commas)",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, f := range checkScopeLimits(tt.scopes, nil) {
+				if f.Field != "scopes" {
+					t.Errorf("failure on field %q, want scopes", f.Field)
+				}
+				got = append(got, f.Reason)
+			}
+			if strings.Join(got, "|") != strings.Join(tt.want, "|") {
+				t.Errorf("reasons %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
