@@ -112,11 +112,11 @@ func TestBuildBuiltin(t *testing.T) {
 		t.Errorf("revisions differ: bundle %q, built-in %q", fromBundle.Revision(), fromBuiltin.Revision())
 	}
 	for _, in := range sample {
-		got, err := fromBundle.DecideWithError(t.Context(), in)
-		if err != nil {
-			t.Fatalf("%s %s: %v", in.Request.Method, in.Request.Path, err)
+		res := fromBundle.Decide(t.Context(), in)
+		if res.Err != nil {
+			t.Fatalf("%s %s: %v", in.Request.Method, in.Request.Path, res.Err)
 		}
-		if want := fromBuiltin.Decide(t.Context(), in); got != want {
+		if got, want := res.Decision, fromBuiltin.Decide(t.Context(), in).Decision; got != want {
 			t.Errorf("%s %s: bundle decides %+v, built-in %+v", in.Request.Method, in.Request.Path, got, want)
 		}
 	}

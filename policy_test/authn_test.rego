@@ -1,4 +1,4 @@
-# Credentials and domains (design §4 "Domain", "Unauthenticated"): the anonymous health route,
+# Credentials and domains (docs/policy-contract.md#rule-order): the anonymous health route,
 # routes that need only a key, the host's domain and the key's domain, in the order the policy
 # checks them.
 package keyauthz_test
@@ -45,7 +45,8 @@ test_domains[c.note] if {
 }
 
 # The decision is defined whatever the input, and denies when the input is not one keyauthz
-# builds (design §4 "Decision"): without a method there is nothing to judge, and no route.
+# builds (docs/policy-contract.md#output): without a method there is nothing to judge, and no
+# route.
 test_decision_defined_for_empty_input if {
 	d := keyauthz.decision with input as {} with data.keyauthz.routes.index as route_index
 	d == {

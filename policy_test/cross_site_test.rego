@@ -1,7 +1,8 @@
-# Cross-site requests with an ambient key (design §3): a key a browser adds by itself (a cookie
-# or a URL parameter) may not write, nor open a websocket, on a request another site started
-# (input.request.cross_site). Header keys, reads and same-site requests are unaffected; the
-# check comes after the 401 checks and before scopes and gates.
+# Cross-site requests with an ambient key
+# (docs/policy-contract.md#cross-site-writes-with-ambient-keys): a key a browser adds by itself
+# (a cookie or a URL parameter) may not write, nor open a websocket, on a request another site
+# started (input.request.cross_site). Header keys, reads and same-site requests are unaffected;
+# the check comes after the 401 checks and before scopes and gates.
 package keyauthz_test
 
 import data.keyauthz

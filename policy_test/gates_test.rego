@@ -1,7 +1,7 @@
-# Role gates against permission levels (design §4 "Permission levels"): every gate (none,
-# support, admin, admin_or_self) against every level, self and other on PATCH /users/:id, and
-# keys whose level is above their user's (capped; the output permissions is the capped level).
-# Every row uses the public scope, which grants the scope but never lifts a gate.
+# Role gates against permission levels (docs/policy-contract.md#permission-levels-and-gates):
+# every gate (none, support, admin, admin_or_self) against every level, self and other on PATCH
+# /users/:id, and keys whose level is above their user's (capped; the output permissions is the
+# capped level). Every row uses the public scope, which grants the scope but never lifts a gate.
 package keyauthz_test
 
 gate_cases := [

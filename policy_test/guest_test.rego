@@ -1,6 +1,6 @@
-# The guest scope (design §4 "Guest"): the bare `guest` scope opens only the routes the table
-# marks guest, only for ids in its user's groups; `guest.read` is not the guest scope; POST
-# /signal lets a guest publish only on channels containing /guest/.
+# The guest scope (docs/policy-contract.md#guest): the bare `guest` scope opens only the routes
+# the table marks guest, only for ids in its user's groups; `guest.read` is not the guest scope;
+# POST /signal lets a guest publish only on channels containing /guest/.
 package keyauthz_test
 
 guest_cases := [

@@ -1,6 +1,6 @@
-# The route table (design §5): each row's scope, access and gate with an allow and a deny, the
-# staff API, routes not in the table, literal segments against parameters, and the decision's
-# route and permissions output.
+# The route table (docs/policy-contract.md#the-default-table): each row's scope, access and gate
+# with an allow and a deny, the staff API, routes not in the table, literal segments against
+# parameters, and the decision's route and permissions output.
 package keyauthz_test
 
 route_cases := [

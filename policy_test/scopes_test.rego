@@ -1,6 +1,7 @@
-# Scope semantics (design §4 "Scopes", "public", "Control"): read and write suffixes, entries
-# that add up, the public wildcard, case-insensitive suffixes and malformed scopes. Rows use
-# GET systems (read, gate none) and execute (write, gate none) so that no gate interferes.
+# Scope semantics (docs/policy-contract.md#scopes, #public and #control): read and write
+# suffixes, entries that add up, the public wildcard, case-insensitive suffixes and malformed
+# scopes. Rows use GET systems (read, gate none) and execute (write, gate none) so that no gate
+# interferes.
 package keyauthz_test
 
 scope_cases := [

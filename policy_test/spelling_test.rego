@@ -1,7 +1,8 @@
-# Judge what the backend will run (design §4): the method as the client sent it, HEAD and
-# OPTIONS as GET on the same path, and literal segments of the route table in any case, so
-# that no spelling of a gated route falls through to the looser catch-all route (issue 9's 17
-# spellings; those Go refuses as ambiguous paths are tested in internal/opa and internal/authz).
+# Judge what the backend will run (docs/policy-contract.md#judging-what-the-backend-will-run):
+# the method as the client sent it, HEAD and OPTIONS as GET on the same path, and literal
+# segments of the route table in any case, so that no spelling of a gated route falls through to
+# the looser catch-all route (issue 9's 17 spellings; those Go refuses as ambiguous paths are
+# tested in internal/opa and internal/authz).
 package keyauthz_test
 
 no_route := {"resource": "", "access": "", "gate": ""}
@@ -113,5 +114,50 @@ ambiguous_case_cases := [
 
 test_ambiguous_case[c.note] if {
 	some c in ambiguous_case_cases
+	ok(c)
+}
+
+# A format suffix on the last segment (Rails-style `(.:format)`: `api_keys.json` runs the
+# `api_keys` index) that makes the path match another route than the path without it is
+# ambiguous: refused whoever asks, before credentials, like a case-ambiguous path. Where both
+# readings are the same route, the suffix changes nothing.
+catch_all := {"resource": "public", "access": "read", "gate": "none"}
+
+format_suffix_cases := [
+	{"note": "GET api_keys.json: the catch-all, or the api_keys index", "req": "GET api_keys.json", "scopes": ["public"], "want": 403, "msg": "ambiguous path", "route": catch_all},
+	{"note": "POST api_keys.json", "req": "POST api_keys.json", "scopes": ["public"], "want": 403, "msg": "ambiguous path", "route": {"resource": "public", "access": "write", "gate": "none"}},
+	{"note": "POST users.json", "req": "POST users.json", "scopes": ["public"], "want": 403, "msg": "ambiguous path"},
+	{"note": "GET domains.json", "req": "GET domains.json", "scopes": ["public"], "want": 403, "msg": "ambiguous path"},
+	{"note": "GET cluster.json for a support key", "req": "GET cluster.json", "scopes": ["public"], "perm": "support", "want": 403, "msg": "ambiguous path"},
+	{"note": "HEAD api_keys.json", "req": "HEAD api_keys.json", "scopes": ["public.read"], "want": 403, "msg": "ambiguous path"},
+	{"note": "OPTIONS brokers.xml", "req": "OPTIONS brokers.xml", "scopes": ["public.read"], "want": 403, "msg": "ambiguous path"},
+	{"note": "upper-case API_KEYS.JSON", "req": "GET /API/ENGINE/V2/API_KEYS.JSON", "scopes": ["public"], "want": 403, "msg": "ambiguous path"},
+	{"note": "systems/:id/zones.json: the support-gated :module, or the admin-gated zones", "req": "GET systems/sys-1/zones.json", "scopes": ["control", "systems"], "perm": "support", "want": 403, "msg": "ambiguous path", "route": {"resource": "control", "access": "read", "gate": "support"}},
+	{"note": "systems/:id/types.json: :module, or types", "req": "GET systems/sys-1/types.json", "scopes": ["control"], "perm": "support", "want": 403, "msg": "ambiguous path"},
+	{"note": "systems/control.json: the show of a system, or the control websocket", "req": "GET systems/control.json", "scopes": ["systems.read"], "want": 403, "msg": "ambiguous path", "route": {"resource": "systems", "access": "read", "gate": "none"}},
+	{"note": "api_keys/inspect.json: the admin-gated key, or inspect", "req": "GET api_keys/inspect.json", "scopes": ["public"], "perm": "admin", "want": 403, "msg": "ambiguous path", "route": {"resource": "api_keys", "access": "read", "gate": "admin"}},
+	{"note": "users/current.json", "req": "GET users/current.json", "scopes": ["users.read"], "want": 403, "msg": "ambiguous path"},
+	{"note": "metadata/:id/children.json", "req": "GET metadata/zone-1/children.json", "scopes": ["metadata.read"], "want": 403, "msg": "ambiguous path"},
+	{"note": "v2.json: the catch-all, or the health route", "req": "GET /api/engine/v2.json", "want": 403, "msg": "ambiguous path"},
+	{"note": "refused for an admin", "req": "GET api_keys.json", "scopes": ["public"], "perm": "admin", "want": 403, "msg": "ambiguous path", "perms": "admin"},
+	{"note": "refused without a credential", "req": "GET api_keys.json", "want": 403, "msg": "ambiguous path"},
+	{"note": "refused on an unknown host", "req": "POST users.json", "scopes": ["public"], "host": "nowhere.example.com", "want": 403, "msg": "ambiguous path"},
+	{"note": "the last '.' is the suffix: api_keys.json.json is the catch-all both ways", "req": "GET api_keys.json.json", "scopes": ["public.read"], "want": 200, "route": catch_all},
+	{"note": "after the method check", "req": "get api_keys.json", "scopes": ["public"], "want": 403, "msg": "method not allowed"},
+	{"note": "unchanged: systems/:id.json is systems/:id either way", "req": "GET systems/sys-1.json", "scopes": ["systems.read"], "want": 200, "route": {"resource": "systems", "access": "read", "gate": "none"}},
+	{"note": "unchanged: guest show of sys-1.json keeps the id as sent", "req": "GET systems/sys-1.json", "scopes": ["guest"], "groups": ["sys-1"], "want": 403, "msg": "guest access denied: the request is outside the guest's roles"},
+	{"note": "unchanged: a dotted id", "req": "GET users/john.doe", "scopes": ["users.read"], "want": 200, "route": {"resource": "users", "access": "read", "gate": "none"}},
+	{"note": "unchanged: api_keys/:id.json keeps the admin gate", "req": "GET api_keys/k-1.json", "scopes": ["public"], "want": 403, "msg": "requires admin permissions"},
+	{"note": "unchanged: systems/:id/:module.json keeps the support gate", "req": "GET systems/sys-1/Display_1.json", "scopes": ["control"], "want": 403, "msg": "requires support permissions"},
+	{"note": "unchanged: systems/:id/:module/:method.json", "req": "POST systems/sys-1/Display_1/power_on.json", "scopes": ["control"], "want": 200, "route": {"resource": "control", "access": "write", "gate": "none"}},
+	{"note": "unchanged: a staff prefix path", "req": "GET /api/staff/v1/bookings.json", "scopes": ["public.read"], "want": 200, "route": catch_all},
+	{"note": "unchanged: a path no route matches either way", "req": "GET webrtc/rooms.json", "scopes": ["public.read"], "want": 200, "route": catch_all},
+	{"note": "any suffix Rails takes for a format: x-y", "req": "GET api_keys.x-y", "scopes": ["public.read"], "want": 403, "msg": "ambiguous path"},
+	{"note": "not a format suffix: a trailing '.' alone", "req": "GET systems/sys-1/zones.", "scopes": ["control"], "want": 403, "msg": "requires support permissions"},
+	{"note": "not a format suffix: a '.' before the last segment", "req": "GET systems/sys.1/zones", "scopes": ["systems"], "perm": "support", "want": 403, "msg": "requires admin permissions"},
+]
+
+test_format_suffix[c.note] if {
+	some c in format_suffix_cases
 	ok(c)
 }

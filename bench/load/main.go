@@ -1,8 +1,9 @@
-// Command load is keyauthz's load harness (design §8). It builds the policy bundle, starts
-// keyauthz (the built binary) on a loopback port with a fresh data folder, starts `opa run
-// --server` on the same bundle, and drives both decision endpoints with the same request mix,
-// alternating A B A B at the same concurrency. With -mode million it loads 1,000,000 keys and
-// reports keyauthz's memory, start-up time and decision latency against a 1,000-key store.
+// Command load is keyauthz's load harness (bench/README.md#load-harness). It builds the policy
+// bundle, starts keyauthz (the built binary) on a loopback port with a fresh data folder, starts
+// `opa run --server` on the same bundle, and drives both decision endpoints with the same
+// request mix, alternating A B A B at the same concurrency. With -mode million it loads
+// 1,000,000 keys and reports keyauthz's memory, start-up time and decision latency against a
+// 1,000-key store.
 //
 //	go run ./bench/load [-duration 10s] [-conns 16] [-keys 1000] [-out bench/out/result.json]
 //	go run ./bench/load -mode million [-keys 1000000]

@@ -358,7 +358,8 @@ func TestKeyLifecycle(t *testing.T) {
 	w.admin(t, "GET", "/api/engine/v2/api_keys/"+id, nil, http.StatusNotFound)
 }
 
-// Messages of the 401s, as design §3 and §4 word them.
+// Messages of the 401s, as docs/http-api.md#authentication-errors and
+// docs/policy-contract.md#messages word them.
 const (
 	msgUnknown   = "unknown X-API-Key"
 	msgExpired   = "API key has expired"

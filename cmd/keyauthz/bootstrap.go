@@ -24,7 +24,9 @@ const bootstrapKeyFile = "bootstrap.key"
 // afterwards, so that nothing planted before the chmod is used. A folder with files in it is
 // the operator's to fix: its files may already have been read, or planted.
 func prepareDataDir(dir string) error {
-	fi, err := os.Stat(dir)
+	// Lstat, not Stat: a link there could point anywhere, and the checks below must be of the
+	// folder keyauthz writes to.
+	fi, err := os.Lstat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -37,8 +39,13 @@ func prepareDataDir(dir string) error {
 		return nil
 	case err != nil:
 		return fmt.Errorf("data folder: %w", err)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("data folder %s is a symbolic link: give the folder's own path", dir)
 	case !fi.IsDir():
 		return fmt.Errorf("data folder %s is not a folder", dir)
+	case !ownedByUs(fi):
+		// Its owner could read the store, or swap in one holding a key of their own.
+		return fmt.Errorf("data folder %s is owned by another user: it must belong to the user keyauthz runs as (uid %d)", dir, os.Geteuid())
 	case fi.Mode().Perm()&0o077 == 0:
 		return nil
 	}
@@ -51,6 +58,13 @@ func prepareDataDir(dir string) error {
 		return refuse
 	}
 	return nil
+}
+
+// ownedByUs reports whether fi belongs to the effective user; true where the system does not
+// say who owns a file.
+func ownedByUs(fi fs.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return !ok || int(st.Uid) == os.Geteuid()
 }
 
 func isEmptyDir(dir string) bool {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,77 +11,59 @@ import (
 	"github.com/keyauthz/keyauthz/bundle"
 )
 
-const bundleUsage = `Usage:
-  keyauthz bundle build [-o keyauthz.tar.gz] [--revision R] [--signing-key key.pem [--signing-alg RS256]] [--policy-dir DIR]
-
-Builds the policy (the built-in one, or --policy-dir) as an OPA bundle: Rego modules without
+const bundleBuildHelp = `Builds the policy (the built-in one, or --policy-dir) as an OPA bundle: Rego modules without
 *_test.rego, the route table, the route index materialised at data.keyauthz.routes.index, and
 the manifest of bundle/.manifest with the revision (--revision, else the policy's content
 hash). With --signing-key the bundle carries a .signatures.json as 'opa build --signing-key'
 makes it. The output file is replaced atomically, so a running 'keyauthz serve --bundle' never
-sees half a bundle.
+sees half a bundle.`
 
-Flags:
-`
+// bundleBuildOptions are the flags of `keyauthz bundle build`.
+type bundleBuildOptions struct {
+	out, revision, signingKey, signingAlg, policyDir string
+}
 
-// runBundle is `keyauthz bundle SUBCOMMAND`; build is the only subcommand.
-func runBundle(ctx context.Context, args []string, _ func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "build" {
-		fmt.Fprint(stderr, bundleUsage)
-		if len(args) == 0 {
-			return fmt.Errorf("bundle: missing subcommand: %w", errUsage)
-		}
-		if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-			return nil
-		}
-		return fmt.Errorf("bundle: unknown subcommand %q: %w", args[0], errUsage)
+// bundleBuildFlags declares the flags of `keyauthz bundle build` and returns its run func.
+func bundleBuildFlags(fs *flag.FlagSet) runFunc {
+	var o bundleBuildOptions
+	fs.StringVar(&o.out, "o", "keyauthz.tar.gz", "output `file` (\"-\" for stdout)")
+	fs.StringVar(&o.revision, "revision", "", "manifest revision (default: the policy's content hash)")
+	fs.StringVar(&o.signingKey, "signing-key", "", "sign the bundle with this PEM private key (or HMAC secret `file`)")
+	fs.StringVar(&o.signingAlg, "signing-alg", bundle.DefaultSigningAlg, "signing `algorithm` (RS256, ES256, HS256, ...)")
+	fs.StringVar(&o.policyDir, "policy-dir", "", "build this policy `folder` instead of the built-in policy")
+	return func(ctx context.Context, c *cli, _ []string) error {
+		return runBundleBuild(ctx, o, c.stdout)
 	}
-	fs := flag.NewFlagSet("keyauthz bundle build", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), bundleUsage)
-		fs.PrintDefaults()
-	}
-	out := fs.String("o", "keyauthz.tar.gz", "output file (\"-\" for stdout)")
-	revision := fs.String("revision", "", "manifest revision (default: the policy's content hash)")
-	signingKey := fs.String("signing-key", "", "sign the bundle with this PEM private key (or HMAC secret file)")
-	signingAlg := fs.String("signing-alg", bundle.DefaultSigningAlg, "signing algorithm (RS256, ES256, HS256, ...)")
-	policyDir := fs.String("policy-dir", "", "build this policy folder instead of the built-in policy")
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("bundle build: unexpected arguments %q: %w", fs.Args(), errUsage)
-	}
-	if *out == "" {
-		return fmt.Errorf("bundle build: -o must not be empty: %w", errUsage)
+}
+
+// runBundleBuild is `keyauthz bundle build` (bundleBuildHelp).
+func runBundleBuild(ctx context.Context, o bundleBuildOptions, stdout io.Writer) error {
+	if o.out == "" {
+		return usageErrorf("bundle build", "-o must not be empty")
 	}
 	var signing *bundle.Signing
-	if *signingKey != "" {
-		if _, err := os.Stat(*signingKey); err != nil {
+	if o.signingKey != "" {
+		if _, err := os.Stat(o.signingKey); err != nil {
 			return fmt.Errorf("bundle build: --signing-key: %w", err)
 		}
-		signing = &bundle.Signing{Key: *signingKey, Algorithm: *signingAlg}
+		signing = &bundle.Signing{Key: o.signingKey, Algorithm: o.signingAlg}
 	}
 
-	b, err := bundle.Build(ctx, bundle.Options{PolicyDir: *policyDir, Revision: *revision})
+	b, err := bundle.Build(ctx, bundle.Options{PolicyDir: o.policyDir, Revision: o.revision})
 	if err != nil {
 		return err
 	}
-	if *out == "-" {
+	if o.out == "-" {
 		return bundle.Write(stdout, b, signing)
 	}
-	if err := writeFileAtomic(*out, func(w io.Writer) error { return bundle.Write(w, b, signing) }); err != nil {
+	if err := writeFileAtomic(o.out, func(w io.Writer) error { return bundle.Write(w, b, signing) }); err != nil {
 		return err
 	}
 	signed := "unsigned"
 	if signing != nil {
-		signed = "signed (" + *signingAlg + ")"
+		signed = "signed (" + o.signingAlg + ")"
 	}
-	fmt.Fprintf(stdout, "wrote %s: revision %s, %d modules, %s\n", *out, b.Manifest.Revision, len(b.Modules), signed)
+	fmt.Fprintf(stdout, "wrote %s: revision %s, %d modules, %s\n", o.out, b.Manifest.Revision, len(b.Modules), signed)
 	return nil
 }
 

@@ -7,12 +7,13 @@ import (
 	"testing"
 )
 
-// End-to-end tests of the cross-site rule (design §3): a key that arrives by cookie or URL
-// parameter is ambient, so a write made with one is refused (403) when the browser says
-// another site started the request (Sec-Fetch-Site not same-origin/none, or an Origin of
-// another host). Reads, same-origin writes and header keys are not affected. The rule is the
-// policy's, driven by input.request.cross_site that Go computes; these tests drive it through
-// the admin API and the nginx forward-auth endpoint of a real server.
+// End-to-end tests of the cross-site rule
+// (docs/security.md#ambient-keys-and-cross-site-requests): a key that arrives by cookie or URL
+// parameter is ambient, so a write made with one is refused (403) when the browser says another
+// site started the request (Sec-Fetch-Site not same-origin/none, or an Origin of another host).
+// Reads, same-origin writes and header keys are not affected. The rule is the policy's, driven
+// by input.request.cross_site that Go computes; these tests drive it through the admin API and
+// the nginx forward-auth endpoint of a real server.
 
 const msgCrossSite = "cross-site request with a cookie or URL key"
 

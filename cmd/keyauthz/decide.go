@@ -3,32 +3,32 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 
 	"github.com/keyauthz/keyauthz/internal/opa"
 )
 
-// runDecide evaluates one policy input (design §4: request, domain, key, user) read from a file
-// or stdin, with the built-in policy or the one given, and prints the decision as JSON. It is
-// the command-line twin of `opa eval data.keyauthz.decision`, through keyauthz's own engine.
-func runDecide(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("keyauthz decide", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	input := fs.String("input", "-", "policy input JSON file (\"-\" for stdin)")
-	policyDir := fs.String("policy-dir", "", "policy folder instead of the built-in policy")
-	bundlePath := fs.String("bundle", "", "policy bundle instead of the built-in policy")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
+const decideHelp = `Reads one policy input (docs/policy-contract.md#input: request, domain, key, user) as JSON
+from --input or stdin and prints the decision as JSON. It is the command-line twin of
+'opa eval data.keyauthz.decision', through keyauthz's own engine.`
+
+// decideFlags declares the flags of `keyauthz decide` and returns its run func.
+func decideFlags(fs *flag.FlagSet) runFunc {
+	input := fs.String("input", "-", "policy input JSON `file` (\"-\" for stdin)")
+	policyDir := fs.String("policy-dir", "", "policy `folder` instead of the built-in policy")
+	bundlePath := fs.String("bundle", "", "policy `bundle` instead of the built-in policy")
+	return func(ctx context.Context, c *cli, _ []string) error {
+		return runDecide(ctx, *input, *policyDir, *bundlePath, c.stdout)
 	}
-	cfg := Config{PolicyDir: *policyDir, Bundle: *bundlePath}
+}
+
+// runDecide evaluates the policy input in the file input ("-": stdin) with the built-in policy,
+// or the one in policyDir or bundlePath, and prints the decision as JSON (decideHelp).
+func runDecide(ctx context.Context, input, policyDir, bundlePath string, stdout io.Writer) error {
+	cfg := Config{PolicyDir: policyDir, Bundle: bundlePath}
 	src, err := policySource(cfg)
 	if err != nil {
 		return fmt.Errorf("policy: %w", err)
@@ -37,14 +37,14 @@ func runDecide(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return fmt.Errorf("policy: %w", err)
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	engine, err := opa.New(ctx, b, opa.Options{Logger: logger})
+	// No logger: a failed evaluation is returned as this command's error, not logged as well.
+	engine, err := opa.New(ctx, b, opa.Options{})
 	if err != nil {
 		return fmt.Errorf("policy %s: %w", src, err)
 	}
 	var r io.Reader = os.Stdin
-	if *input != "-" {
-		f, err := os.Open(*input)
+	if input != "-" {
+		f, err := os.Open(input)
 		if err != nil {
 			return err
 		}
@@ -58,11 +58,11 @@ func runDecide(ctx context.Context, args []string, getenv func(string) string, s
 		return fmt.Errorf("input: %w", err)
 	}
 	in.Request.Path = opa.NormalizePath(in.Request.Path)
-	d, err := engine.DecideWithError(ctx, &in)
-	if err != nil {
-		return fmt.Errorf("decision: %w", err)
+	res := engine.Decide(ctx, &in)
+	if res.Err != nil {
+		return fmt.Errorf("decision: %w", res.Err)
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
-	return enc.Encode(d)
+	return enc.Encode(res.Decision)
 }

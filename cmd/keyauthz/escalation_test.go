@@ -5,15 +5,17 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
 
-// End-to-end tests of the admin API's escalation limits (design §4): self-service, own-domain
-// reads, the minting cap, scope limits, and JSON-only writes. Each refusal is checked together
-// with the store: a refused request changes nothing.
+// End-to-end tests of the admin API's escalation limits (docs/http-api.md#who-may-call-it):
+// self-service, own-domain reads, the minting cap, scope limits, and JSON-only writes. Each
+// refusal is checked together with the store: a refused request changes nothing.
 
 // storeState is everything the admin API stores, read as the bootstrap admin (last_used_at,
 // which a flush of key uses may change at any time, left out): for "nothing changed".
@@ -281,7 +283,9 @@ func TestUserReadsStayInTheDomain(t *testing.T) {
 func TestMintingCap(t *testing.T) {
 	w := newWorld(t, "")
 	opsUser := w.createUser(t, "Ops", true)
-	bossUser := w.createUserWith(t, "Boss", map[string]any{"sys_admin": true, "support": true})
+	// The bootstrap user is admin_support; its key is admin (and no admin key creates an
+	// admin_support user).
+	bossUser := w.bootstrapUserID(t)
 	panelUser := w.createUser(t, "Panel", false)
 	// An admin key scoped to api_keys only: it manages keys, and must not mint public ones.
 	ops := w.createKey(t, map[string]any{"name": "ops", "user_id": opsUser, "permissions": "admin", "scopes": []string{"api_keys"}})
@@ -341,7 +345,7 @@ func TestMintingCap(t *testing.T) {
 			t.Errorf("narrow a key it minted: %d %s", r.status, r.body)
 		}
 		// The bootstrap key (public, admin) mints guest keys: public covers guest, a deliberate
-		// difference from design §4's "guest only by guest" (see keys.ScopesCover).
+		// choice (docs/keys.md#the-minting-cap; see keys.ScopesCover).
 		guest := newKey(panelUser, "user", "guest")
 		guest["name"] = "guest panel"
 		g := w.createKeyAs(t, w.AdminKey, guest)
@@ -498,5 +502,177 @@ func TestAdminWritesTakeJSONOnly(t *testing.T) {
 	r := w.rawSend(t, "DELETE", "/api/engine/v2/api_keys/"+k.ID, "", http.Header{"X-Api-Key": {w.AdminKey}})
 	if r.status != http.StatusAccepted {
 		t.Errorf("DELETE without Content-Type: %d %s", r.status, r.body)
+	}
+}
+
+// bootstrapUserID is the id of the bootstrap key's user (admin_support).
+func (w *world) bootstrapUserID(t *testing.T) string {
+	t.Helper()
+	return decode[struct{ ID string }](t, w.admin(t, "GET", "/api/engine/v2/users/current", nil, http.StatusOK).body).ID
+}
+
+// TestDeletesAndUsersAreCapped: no key deletes a key stronger than itself (the minting cap's
+// "before" half), and an admin creates, changes and deletes only users at or below its own
+// effective level, never raising one above it, and deletes a user only with keys it could
+// delete. Each refusal is a 403 with nothing stored; self-service on the caller's own record
+// still works.
+func TestDeletesAndUsersAreCapped(t *testing.T) {
+	w := newWorld(t, "")
+	bootstrapID, _, _ := strings.Cut(w.AdminKey, ".")
+	bootUser := w.bootstrapUserID(t)
+
+	opsUser := w.createUser(t, "Ops", true)
+	// An admin key that manages keys only, and one that manages users only.
+	keysAdmin := w.keyFor(t, opsUser, "keys admin", "admin", "api_keys")
+	usersAdmin := w.keyFor(t, opsUser, "users admin", "admin", "users")
+	// A public admin key: it may delete every key below, but not the admin_support bootstrap
+	// user, and so not the domain that holds it.
+	publicAdmin := w.keyFor(t, opsUser, "public admin", "admin", "public")
+	panelUser := w.createUser(t, "Panel", false)
+	panel := w.createKey(t, bookingPanel(panelUser, "panel"))
+	weak := w.createKey(t, map[string]any{"name": "weak", "user_id": panelUser, "scopes": []string{"api_keys.read"}})
+	// An admin user holding a public key: a users-only admin may not delete it with the user.
+	strongUser := w.createUser(t, "Strong", true)
+	strongKey := w.createKey(t, map[string]any{"name": "strong", "user_id": strongUser, "permissions": "admin", "scopes": []string{"public"}})
+
+	keysPath, usersPath := "/api/engine/v2/api_keys/", "/api/engine/v2/users/"
+	cases := []struct {
+		name, method, key, path string
+		body                    any
+		wantErr                 string
+	}{
+		{"delete the bootstrap key", "DELETE", keysAdmin, keysPath + bootstrapID, nil,
+			"cannot delete key " + bootstrapID + ": it holds scope public, which the calling key does not hold"},
+		{"delete a key with another resource", "DELETE", keysAdmin, keysPath + panel.ID, nil,
+			"cannot delete key " + panel.ID + ": it holds scope users.read, which the calling key does not hold"},
+		{"demote the admin_support user", "PATCH", usersAdmin, usersPath + bootUser, map[string]any{"sys_admin": false, "support": false},
+			"cannot change user " + bootUser + ": its level admin_support is above the calling key's admin"},
+		{"rename the admin_support user", "PATCH", usersAdmin, usersPath + bootUser, map[string]any{"name": "taken over"},
+			"cannot change user " + bootUser + ": its level admin_support is above the calling key's admin"},
+		{"delete the admin_support user", "DELETE", usersAdmin, usersPath + bootUser, nil,
+			"cannot delete user " + bootUser + ": its level admin_support is above the calling key's admin"},
+		{"create an admin_support user", "POST", usersAdmin, "/api/engine/v2/users",
+			map[string]any{"authority_id": w.domainID, "name": "Boss", "email": "boss@example.com", "sys_admin": true, "support": true},
+			"cannot give a user level admin_support: above the calling key's admin"},
+		{"raise a user above itself", "PATCH", usersAdmin, usersPath + panelUser, map[string]any{"sys_admin": true, "support": true},
+			"cannot give a user level admin_support: above the calling key's admin"},
+		{"raise itself above itself", "PATCH", usersAdmin, usersPath + opsUser, map[string]any{"support": true},
+			"cannot give a user level admin_support: above the calling key's admin"},
+		{"delete a user with a stronger key", "DELETE", usersAdmin, usersPath + strongUser, nil,
+			"cannot delete user " + strongUser + " with key " + strongKey.ID + ": it holds scope public, which the calling key does not hold"},
+		{"the bootstrap key demotes its own admin_support user", "PATCH", w.AdminKey, usersPath + bootUser, map[string]any{"support": false},
+			"cannot change user " + bootUser + ": its level admin_support is above the calling key's admin"},
+		// Deleting a domain deletes its users and their keys: the bootstrap domain holds the
+		// admin_support bootstrap user and its public key.
+		{"delete the bootstrap domain", "DELETE", publicAdmin, "/api/engine/v2/domains/" + w.domainID, nil,
+			"cannot delete user " + bootUser + ": its level admin_support is above the calling key's admin"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := w.storeState(t)
+			r := w.must(t, call{method: tc.method, path: tc.path, body: tc.body, key: tc.key})
+			wantError(t, tc.method+" "+tc.path, r, http.StatusForbidden, tc.wantErr)
+			w.unchanged(t, before)
+		})
+	}
+	// The bootstrap key still works: nothing above deleted or neutralised it.
+	w.admin(t, "GET", "/api/engine/v2/api_keys", nil, http.StatusOK)
+
+	t.Run("within the caller's rights", func(t *testing.T) {
+		if r := w.must(t, call{method: "DELETE", path: keysPath + weak.ID, key: keysAdmin}); r.status != http.StatusAccepted {
+			t.Errorf("delete a key it could mint: %d %s", r.status, r.body)
+		}
+		if r := w.must(t, call{method: "PATCH", path: usersPath + panelUser, key: usersAdmin, body: map[string]any{"sys_admin": true}}); r.status != http.StatusOK {
+			t.Errorf("promote a user to its own level: %d %s", r.status, r.body)
+		}
+		if r := w.must(t, call{method: "PATCH", path: usersPath + panelUser, key: usersAdmin, body: map[string]any{"sys_admin": false}}); r.status != http.StatusOK {
+			t.Errorf("demote a user at its own level: %d %s", r.status, r.body)
+		}
+		// Self-service: the bootstrap key renames its own admin_support user.
+		if r := w.must(t, call{method: "PATCH", path: usersPath + bootUser, key: w.AdminKey, body: map[string]any{"name": "Root", "email": "root@example.com"}}); r.status != http.StatusOK {
+			t.Errorf("rename its own user: %d %s", r.status, r.body)
+		}
+		// The public admin deletes the strong user, its key with it.
+		w.admin(t, "DELETE", usersPath+strongUser, nil, http.StatusAccepted)
+		if r := w.must(t, call{method: "GET", path: keysPath + strongKey.ID, key: w.AdminKey}); r.status != http.StatusNotFound {
+			t.Errorf("the strong user's key after its delete: %d %s", r.status, r.body)
+		}
+	})
+}
+
+// TestLifetimeCap: a key that expires mints, and changes keys into, only keys that expire no
+// later than it does, and cannot touch or delete a key that outlives it: it can neither make
+// itself permanent nor mint a permanent key.
+func TestLifetimeCap(t *testing.T) {
+	w := newWorld(t, "")
+	bootstrapID, _, _ := strings.Cut(w.AdminKey, ".")
+	opsUser := w.createUser(t, "Temp Ops", true)
+	exp := time.Now().Add(time.Hour).Unix()
+	temp := w.createKey(t, map[string]any{"name": "temp", "user_id": opsUser, "permissions": "admin", "scopes": []string{"public"}, "expires_at": exp})
+	tempKey := *temp.XAPIKey
+	outlives := fmt.Sprintf("cannot grant a key that outlives the calling key (it expires at %d)", exp)
+	mint := func(name string, expiresAt any) map[string]any {
+		m := map[string]any{"name": name, "user_id": opsUser, "permissions": "admin", "scopes": []string{"public"}}
+		if expiresAt != "absent" {
+			m["expires_at"] = expiresAt
+		}
+		return m
+	}
+	keysPath := "/api/engine/v2/api_keys"
+	cases := []struct {
+		name, method, path string
+		body               any
+		wantErr            string
+	}{
+		{"make itself permanent", "PATCH", keysPath + "/" + temp.ID, map[string]any{"expires_at": nil}, outlives},
+		{"extend itself", "PATCH", keysPath + "/" + temp.ID, map[string]any{"expires_at": exp + 3600}, outlives},
+		{"mint a permanent key", "POST", keysPath, mint("forever", "absent"), outlives},
+		{"mint a permanent key with null", "POST", keysPath, mint("forever", nil), outlives},
+		{"mint a key that outlives it", "POST", keysPath, mint("longer", exp+1), outlives},
+		{"rename a permanent key", "PATCH", keysPath + "/" + bootstrapID, map[string]any{"name": "mine"},
+			fmt.Sprintf("cannot change key %s: it outlives the calling key, which expires at %d", bootstrapID, exp)},
+		{"delete a permanent key", "DELETE", keysPath + "/" + bootstrapID, nil,
+			fmt.Sprintf("cannot delete key %s: it outlives the calling key, which expires at %d", bootstrapID, exp)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := w.storeState(t)
+			r := w.must(t, call{method: tc.method, path: tc.path, body: tc.body, key: tempKey})
+			wantError(t, tc.method+" "+tc.path, r, http.StatusForbidden, tc.wantErr)
+			w.unchanged(t, before)
+		})
+	}
+	t.Run("within its lifetime", func(t *testing.T) {
+		k := w.createKeyAs(t, tempKey, mint("as long", exp))
+		if k.ExpiresAt == nil || *k.ExpiresAt != exp {
+			t.Errorf("minted %+v, want expires_at %d", k, exp)
+		}
+		if r := w.must(t, call{method: "PATCH", path: keysPath + "/" + temp.ID, key: tempKey, body: map[string]any{"expires_at": exp - 60}}); r.status != http.StatusOK {
+			t.Errorf("shorten itself: %d %s", r.status, r.body)
+		}
+	})
+}
+
+// TestLinkHeaderEchoesNoKey: the Link header of a key listing carries only the listing's own
+// parameters (authority_id, q, limit, offset), so a key passed under any other parameter name
+// is not echoed back.
+func TestLinkHeaderEchoesNoKey(t *testing.T) {
+	w := newWorld(t, "")
+	userID := w.createUser(t, "Listed", false)
+	w.createKey(t, bookingPanel(userID, "panel one"))
+	w.createKey(t, bookingPanel(userID, "panel two"))
+	_, secret, _ := strings.Cut(w.AdminKey, ".")
+	q := url.Values{"limit": {"1"}, "authority_id": {w.domainID}, "q": {"panel"}, "x": {w.AdminKey}, "token": {secret}, "api-key": {w.AdminKey}}
+	r := w.admin(t, "GET", "/api/engine/v2/api_keys?"+q.Encode(), nil, http.StatusOK)
+	link := r.header.Get("Link")
+	if link == "" {
+		t.Fatalf("no Link header; headers %v", r.header)
+	}
+	if strings.Contains(link, secret) || strings.Contains(link, url.QueryEscape(secret)) {
+		t.Errorf("Link echoes the key: %s", link)
+	}
+	want := "</api/engine/v2/api_keys?" + url.Values{"authority_id": {w.domainID}, "q": {"panel"}, "limit": {"1"}, "offset": {"1"}}.Encode() + `>; rel="next"`
+	if link != want {
+		t.Errorf("Link = %s, want %s", link, want)
 	}
 }

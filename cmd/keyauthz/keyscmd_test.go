@@ -12,7 +12,8 @@ import (
 func TestKeysCommand(t *testing.T) {
 	ts := startServer(t, "")
 	localhost := strings.Replace(ts.URL, "127.0.0.1", "localhost", 1)
-	env := map[string]string{"KEYAUTHZ_URL": localhost, "KEYAUTHZ_API_KEY": ts.AdminKey}
+	// JSON output, as this command printed before it had tables (cli_admin_test.go tests those).
+	env := map[string]string{"KEYAUTHZ_URL": localhost, "KEYAUTHZ_API_KEY": ts.AdminKey, "KEYAUTHZ_OUTPUT": "json"}
 	getenv := func(k string) string { return env[k] }
 	keys := func(args ...string) (string, error) {
 		var out, errOut bytes.Buffer

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -294,7 +295,7 @@ func TestServeConfigErrors(t *testing.T) {
 			[]string{"--addr", ":x:y", "--log-level", "loud", "--shutdown-timeout", "0s", "--eval-timeout", "-1s", "--bootstrap-domain", "not a host", "--verification-key", "k.pem"},
 			nil, []string{`--addr ":x:y"`, `--log-level "loud"`, "--shutdown-timeout must be positive", "--eval-timeout must be positive", `--bootstrap-domain "not a host"`, "--verification-key needs --bundle"}},
 		{"empty data dir", []string{"--data-dir", ""}, nil, []string{"--data-dir must not be empty"}},
-		{"stray argument", []string{"--check", "extra"}, nil, []string{`unexpected arguments: ["extra"]`}},
+		{"stray argument", []string{"--check", "extra"}, nil, []string{`unexpected arguments ["extra"]`}},
 		{"bad environment", nil,
 			map[string]string{"KEYAUTHZ_ADDR": "nonsense", "KEYAUTHZ_SHUTDOWN_TIMEOUT": "soon", "KEYAUTHZ_LOG_LEVEL": "loud"},
 			[]string{`KEYAUTHZ_SHUTDOWN_TIMEOUT="soon"`, `--addr "nonsense"`, `--log-level "loud"`}},
@@ -624,6 +625,80 @@ func TestDataDirMode(t *testing.T) {
 			t.Fatalf("serve on a 0755 folder with a file in it: %v, want a refusal; stderr:\n%s", err, stderr)
 		}
 	})
+	t.Run("a link to a folder", func(t *testing.T) {
+		target := t.TempDir()
+		link := filepath.Join(t.TempDir(), "data")
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		stderr, err := serveOnce(t, link)
+		if err == nil || !strings.Contains(err.Error(), "symbolic link") {
+			t.Fatalf("serve on a link: %v, want a refusal; stderr:\n%s", err, stderr)
+		}
+		if entries, _ := os.ReadDir(target); len(entries) != 0 {
+			t.Errorf("files were created through the link: %v", entries)
+		}
+	})
+	t.Run("a folder of another user", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("needs root to give a folder to another user")
+		}
+		dir := t.TempDir()
+		if err := os.Chown(dir, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		stderr, err := serveOnce(t, dir)
+		if err == nil || !strings.Contains(err.Error(), "owned by another user") {
+			t.Fatalf("serve on another user's folder: %v, want a refusal; stderr:\n%s", err, stderr)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Errorf("files were created in another user's folder: %v", entries)
+		}
+	})
+}
+
+// TestDecisionLogFile: the decision log is never written through a link or into another
+// user's file, and an existing file of ours is narrowed to 0600.
+func TestDecisionLogFile(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim.txt")
+	if err := os.WriteFile(victim, []byte("keep\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.log")
+	if err := os.Symlink(victim, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := openDecisionLog(link, io.Discard); err == nil {
+		t.Error("the decision log was opened through a link")
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "keep\n" {
+		t.Errorf("the link's target was written: %q", b)
+	}
+	mine := filepath.Join(dir, "decisions.log")
+	if err := os.WriteFile(mine, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, closeLog, err := openDecisionLog(mine, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeLog()
+	if fi, _ := os.Stat(mine); fi.Mode().Perm() != 0o600 {
+		t.Errorf("an existing decision log keeps mode %v, want 0600", fi.Mode().Perm())
+	}
+	if os.Geteuid() == 0 {
+		theirs := filepath.Join(dir, "theirs.log")
+		if err := os.WriteFile(theirs, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(theirs, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := openDecisionLog(theirs, io.Discard); err == nil {
+			t.Error("another user's file was opened as the decision log")
+		}
+	}
 }
 
 // TestCacheFlags: the caches are bounded in bytes (a count of entries bounds no memory when
@@ -660,4 +735,17 @@ func TestCacheFlags(t *testing.T) {
 	if err != nil || cfg.DecisionCacheBytes != 8<<20 {
 		t.Errorf("KEYAUTHZ_DECISION_CACHE_BYTES=8MiB: %d, %v", cfg.DecisionCacheBytes, err)
 	}
+}
+
+// parseServeFlags parses serve's command line as the command table does (flags, then the
+// environment for the flags not given, then validation) and returns the configuration.
+func parseServeFlags(args []string, getenv func(string) string, _ io.Writer) (Config, error) {
+	fs := flag.NewFlagSet("keyauthz serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfg := declareServeFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return *cfg, err
+	}
+	envErr := setFromEnv(fs, getenv)
+	return *cfg, errors.Join(append([]error{envErr}, cfg.Validate()...)...)
 }

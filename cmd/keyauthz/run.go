@@ -2,51 +2,89 @@ package main
 
 import (
 	"context"
-	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"runtime/debug"
+	"strings"
 )
 
-// errUsage is returned after usage has been printed for a bad command line.
-var errUsage = errors.New("bad command line (see keyauthz help)")
-
-const usage = `keyauthz: API-key authorization for HTTP APIs
-
-Usage:
-  keyauthz [serve] [flags]     run the service (the default; keyauthz serve -h for flags)
-  keyauthz keys ...            create, list, show and delete keys over the admin API
-  keyauthz decide ...          decide one request from the command line (keyauthz decide -h)
-  keyauthz bundle build ...    build the policy as an OPA bundle, optionally signed (keyauthz bundle build -h)
-  keyauthz version             print the version
-`
+// commands is keyauthz's command table: every command, its summary, its flags and its run
+// func, in the order `keyauthz help` lists them.
+func commands() *command {
+	root := &command{
+		name:    "keyauthz",
+		summary: "API-key authorization for HTTP APIs",
+		help: `keyauthz with no command, or with a flag first, runs serve: 'keyauthz --addr :8080' is
+'keyauthz serve --addr :8080'.`,
+		subs: []*command{
+			{
+				name:    "serve",
+				summary: "run the service: the admin API, the decision endpoints and forward auth (the default)",
+				flags:   serveFlags,
+				// Bad environment values are reported with the configuration's other problems.
+				envWithRun: true,
+			},
+			resourceCommand(keysResource),
+			resourceCommand(domainsResource),
+			resourceCommand(usersResource),
+			{
+				name:    "decide",
+				summary: "decide one request from the command line, with the built-in policy or another",
+				help:    decideHelp,
+				flags:   decideFlags,
+			},
+			{
+				name:    "bundle",
+				summary: "build the policy as an OPA bundle",
+				subs: []*command{{
+					name:    "build",
+					summary: "build the policy as an OPA bundle, optionally signed",
+					help:    bundleBuildHelp,
+					flags:   bundleBuildFlags,
+				}},
+			},
+			{
+				name:    "version",
+				summary: "print the version",
+				flags: func(*flag.FlagSet) runFunc {
+					return func(_ context.Context, c *cli, _ []string) error {
+						_, err := fmt.Fprintln(c.stdout, "keyauthz", version())
+						return err
+					}
+				},
+			},
+		},
+	}
+	root.subs = append(root.subs, &command{
+		name:    "help",
+		summary: "show the commands, or one command's usage (keyauthz help keys create)",
+		args:    "[COMMAND...]",
+		nargs:   -1,
+		flags: func(*flag.FlagSet) runFunc {
+			return func(ctx context.Context, c *cli, args []string) error {
+				cmd, path := root, []string{root.name}
+				for _, a := range args {
+					if cmd = cmd.sub(a); cmd == nil {
+						return usageErrorf("help", "unknown command %q", strings.Join(append(path[1:], a), " "))
+					}
+					path = append(path, a)
+				}
+				cmd.printHelp(c.stdout, path)
+				return nil
+			}
+		},
+	})
+	return root
+}
 
 // run is the whole program: main only supplies the process's context, arguments, environment
 // and output, so tests can run keyauthz in-process.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cmd := "serve"
-	if len(args) > 0 && (len(args[0]) == 0 || args[0][0] != '-') {
-		cmd, args = args[0], args[1:]
+	if len(args) == 0 || (strings.HasPrefix(args[0], "-") && !isHelpArg(args[0])) {
+		args = append([]string{"serve"}, args...)
 	}
-	switch cmd {
-	case "serve":
-		return runServe(ctx, args, getenv, stdout, stderr)
-	case "keys":
-		return runKeys(ctx, args, getenv, stdout, stderr)
-	case "decide":
-		return runDecide(ctx, args, getenv, stdout, stderr)
-	case "bundle":
-		return runBundle(ctx, args, getenv, stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, "keyauthz", version())
-		return nil
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	default:
-		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("unknown command %q: %w", cmd, errUsage)
-	}
+	return commands().dispatch(ctx, nil, args, getenv, stdout, stderr)
 }
 
 // version is the module version the binary was built from, or "devel".

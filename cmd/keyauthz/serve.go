@@ -14,12 +14,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	opakeys "github.com/open-policy-agent/opa/v1/keys"
 
 	"github.com/keyauthz/keyauthz/internal/authz"
 	"github.com/keyauthz/keyauthz/internal/cache"
+	"github.com/keyauthz/keyauthz/internal/diskspace"
 	"github.com/keyauthz/keyauthz/internal/keys"
 	"github.com/keyauthz/keyauthz/internal/opa"
 	"github.com/keyauthz/keyauthz/internal/server"
@@ -61,10 +63,23 @@ func DefaultConfig() Config {
 	}
 }
 
-func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+// serveFlags declares serve's flags on fs, over DefaultConfig, and returns the command that
+// validates the configuration (every problem at once, bad environment values included) and
+// runs the service. The command table
+// fills each flag not given on the command line from KEYAUTHZ_<FLAG> (setFromEnv).
+func serveFlags(fs *flag.FlagSet) runFunc {
+	cfg := declareServeFlags(fs)
+	return func(ctx context.Context, c *cli, _ []string) error {
+		if err := errors.Join(append([]error{c.envErr}, cfg.Validate()...)...); err != nil {
+			return &usageError{cmd: "serve", err: err}
+		}
+		return serve(ctx, *cfg, c.stdout, c.stderr)
+	}
+}
+
+// declareServeFlags declares serve's flags on fs and returns the configuration they fill.
+func declareServeFlags(fs *flag.FlagSet) *Config {
 	cfg := DefaultConfig()
-	fs := flag.NewFlagSet("keyauthz serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address (host:port)")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "Badger data folder (created if missing)")
 	fs.StringVar(&cfg.PolicyDir, "policy-dir", "", "load the policy from this folder of .rego and data files instead of the built-in one")
@@ -83,23 +98,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.Func("key-cache-size", "replaced by --key-cache-bytes; only 0 (off) is accepted", replacedSize("key-cache", &cfg.KeyCacheBytes))
 	fs.Func("decision-cache-size", "replaced by --decision-cache-bytes; only 0 (off) is accepted", replacedSize("decision-cache", &cfg.DecisionCacheBytes))
 	fs.BoolVar(&cfg.Check, "check", false, "validate the configuration and the policy, then exit")
-	// Environment first, so that flags given on the command line override it.
-	var envErrs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := "KEYAUTHZ_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(name); v != "" {
-			if err := f.Value.Set(v); err != nil {
-				envErrs = append(envErrs, fmt.Errorf("%s=%q: %w", name, v, err))
-			}
-		}
-	})
-	if err := fs.Parse(args); err != nil {
-		return cfg, err
-	}
-	if fs.NArg() > 0 {
-		envErrs = append(envErrs, fmt.Errorf("unexpected arguments: %q", fs.Args()))
-	}
-	return cfg, errors.Join(append(envErrs, cfg.Validate()...)...)
+	return &cfg
 }
 
 // Validate reports every problem of cfg at once.
@@ -146,16 +145,12 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, err := parseServeFlags(args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("configuration: %w", err)
-	}
+// serve runs the service with a validated cfg until ctx ends: it loads the policy, opens the
+// store (bootstrapping an empty one), serves, and shuts down in order.
+func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	level, _ := parseLevel(cfg.LogLevel)
-	// Every record goes through redaction: no log line may hold a key (design §3).
+	// Every record goes through redaction: no log line may hold a key
+	// (docs/security.md#files-memory-and-logs).
 	logger := slog.New(server.NewRedactingHandler(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})))
 
 	policy, err := newPolicyLoader(ctx, cfg, logger)
@@ -183,6 +178,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := bootstrap(ctx, store, cfg, logger); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
+	stopWatch := watchSpace(ctx, store, logger)
+	defer stopWatch() // before the store closes: the watch reads the store's table sizes
 
 	var decisionLog *server.DecisionLogger
 	if cfg.DecisionLog != "" {
@@ -194,11 +191,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		decisionLog = server.NewDecisionLogger(w)
 	}
 
-	authorizer, cacheStats := newAuthorizer(cfg, store, policy.engine, logger)
 	// last_used_at: uses are collected in memory and written every usageFlushInterval, and once
 	// more at shutdown, before the store closes.
 	usage := keys.NewUsageRecorder(store, logger)
-	authorizer.Usage = usage
 	usageCtx, stopUsage := context.WithCancel(context.WithoutCancel(ctx))
 	usageDone := make(chan struct{})
 	go func() {
@@ -213,9 +208,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Logger:      logger,
 		Store:       store,
 		Engine:      policy.engine,
-		Authorizer:  authorizer,
-		CacheStats:  cacheStats,
-		Health:      policy.Health,
+		Authorizer:  newAuthorizer(cfg, store, policy.engine, usage, logger),
+		Health:      serviceHealth(policy.Health, store),
 		Scopes:      policy.Scopes,
 		Version:     version(),
 		DecisionLog: decisionLog,
@@ -261,22 +255,97 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 // usageFlushInterval is how often key uses are written to the store (last_used_at).
 const usageFlushInterval = 10 * time.Second
 
-// newAuthorizer is the credential path with its caches (a bound of 0 turns a cache off), and
-// the caches' hit and miss counters for /metrics.
-func newAuthorizer(cfg Config, store *keys.Store, engine *opa.Engine, logger *slog.Logger) (*authz.Authorizer, map[string]server.CacheStats) {
-	opts := cache.Options{KeyBytes: cfg.KeyCacheBytes, UnknownKeyBytes: cfg.KeyCacheBytes / 2, HostBytes: cache.DefaultOptions().HostBytes}
-	cached := cache.New(store, opts)
-	decisions := cache.NewDecisions(cfg.DecisionCacheBytes)
-	stats := map[string]server.CacheStats{"key": cached.Stats, "decision": decisions.Stats}
-	return &authz.Authorizer{Store: cached, Engine: engine, Logger: logger, Decisions: decisions}, stats
+// spaceWatchInterval is how often the data folder's free space is measured in the background,
+// to log when writes stop and resume. Writes and /health measure it themselves each time.
+const spaceWatchInterval = 5 * time.Second
+
+// watchSpace logs, until ctx ends or stop is called, each moment the data folder's free space
+// falls below what the store needs (admin writes are refused with 507 from then on) and each
+// moment it is back. stop returns once the watch has ended.
+func watchSpace(ctx context.Context, store *keys.Store, logger *slog.Logger) (stop func()) {
+	guard := store.SpaceGuard()
+	if guard == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		guard.Watch(ctx, spaceWatchInterval, logSpace(guard.Path(), logger))
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// logSpace logs a change of the data folder's free-space state.
+func logSpace(dataDir string, logger *slog.Logger) func(error) {
+	return func(err error) {
+		var low *diskspace.LowError
+		switch {
+		case err == nil:
+			logger.Info("disk space is back: writes accepted again", "data_dir", dataDir)
+		case errors.As(err, &low):
+			logger.Error("disk nearly full: refusing writes (507) until space is freed; decisions go on",
+				"data_dir", low.Path, "free_bytes", low.Free, "needed_bytes", low.Need)
+		default:
+			logger.Error("cannot measure the data folder's free space", "err", err)
+		}
+	}
+}
+
+// serviceHealth is /health's check: the policy's health first (a failed policy is a 503), then
+// the data folder's free space, measured now: too little is "degraded" (200), because
+// decisions go on and only writes are refused (see server.Degraded).
+func serviceHealth(policy func() error, store *keys.Store) func() error {
+	return func() error {
+		if err := policy(); err != nil {
+			return err
+		}
+		if err := store.CheckSpace(); err != nil {
+			return &server.Degraded{Err: err}
+		}
+		return nil
+	}
+}
+
+// newAuthorizer is the credential path as keyauthz serve runs it: authz.New (the constructor
+// the server's tests use too) with the cache bounds of cfg, a bound of 0 turning a cache off,
+// and usage recording every use of a valid key.
+func newAuthorizer(cfg Config, store *keys.Store, engine *opa.Engine, usage authz.UsageRecorder, logger *slog.Logger) *authz.Authorizer {
+	return authz.New(store, engine, authz.Options{
+		Cache: cache.Options{
+			KeyBytes:        cfg.KeyCacheBytes,
+			UnknownKeyBytes: cfg.KeyCacheBytes / 2,
+			HostBytes:       cache.DefaultOptions().HostBytes,
+		},
+		DecisionBytes: cfg.DecisionCacheBytes,
+		Usage:         usage,
+		Logger:        logger,
+	})
 }
 
 func openDecisionLog(path string, stdout io.Writer) (io.Writer, func(), error) {
 	if path == "-" {
 		return stdout, func() {}, nil
 	}
-	f, err := os.OpenFile(filepath.Clean(path), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	// O_NOFOLLOW: a link planted at the path must not make keyauthz append to another file.
+	f, err := os.OpenFile(filepath.Clean(path), os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
+		return nil, nil, fmt.Errorf("decision log: %w", err)
+	}
+	// An existing file must be a regular file of ours; it is narrowed to 0600, since the log
+	// names keys, users and the paths they called.
+	fi, err := f.Stat()
+	if err == nil && (!fi.Mode().IsRegular() || !ownedByUs(fi)) {
+		err = fmt.Errorf("%s is not a regular file owned by the user keyauthz runs as", path)
+	}
+	if err == nil {
+		err = f.Chmod(0o600)
+	}
+	if err != nil {
+		_ = f.Close()
 		return nil, nil, fmt.Errorf("decision log: %w", err)
 	}
 	return f, func() { _ = f.Close() }, nil

@@ -1,16 +1,19 @@
 // Package authz is keyauthz's one credential path: it takes a request (from the admin API, the
-// Data API decision endpoint or forward-auth), extracts the API key as design §3 says,
-// authenticates it against the key store, builds the typed policy input and asks the policy.
-// Every endpoint goes through Authorize, so they can never disagree.
+// Data API decision endpoint or forward-auth), extracts the API key
+// (docs/http-api.md#presenting-a-key), authenticates it against the key store, builds the typed
+// policy input (docs/policy-contract.md#input) and asks the policy, through the caches of
+// docs/architecture.md#caches. Every endpoint goes through Authorize, so they can never disagree.
 package authz
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,9 +29,31 @@ const (
 	MsgInternal   = "internal error"
 	// MsgAmbiguousPath is the 403 for a path that routers read differently (opa.Ambiguous).
 	MsgAmbiguousPath = "ambiguous path"
+	// MsgMethodOverride is the 403 for a request carrying a method override (methodOverride).
+	MsgMethodOverride = "method override not allowed"
 )
 
-// Credential sources, in the order they are tried (design §3).
+// methodOverrideHeaders are the headers frameworks read a request's "real" method from.
+var methodOverrideHeaders = [...]string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+
+// methodOverride names the method override a request carries ("" if none): one of
+// methodOverrideHeaders, or the _method query parameter. A _method in a form body cannot be
+// seen here (gateways do not pass bodies to forward auth); see SECURITY.md.
+func methodOverride(h http.Header, query map[string][]string) string {
+	for _, name := range methodOverrideHeaders {
+		if _, ok := h[name]; ok {
+			return name
+		}
+	}
+	for name := range query {
+		if strings.EqualFold(name, "_method") {
+			return name
+		}
+	}
+	return ""
+}
+
+// Credential sources, in the order they are tried (docs/http-api.md#presenting-a-key).
 const (
 	SourceHeader = "header"
 	SourceQuery  = "query"
@@ -45,32 +70,13 @@ const (
 // KeyParam is the name of the URL parameter and of the cookie that may carry the key.
 const KeyParam = "api-key"
 
-// Store is what Authorize needs of the key store.
-type Store interface {
-	// Authenticate verifies a presented key; it returns keys.ErrUnknownKey or
-	// keys.ErrExpiredKey for a key that must be refused.
-	Authenticate(ctx context.Context, plaintext string, now time.Time) (*keys.AuthResult, error)
-	// DomainByHost returns the domain whose host is host, or an ENOTFOUND error.
-	DomainByHost(ctx context.Context, host string) (*keys.Domain, error)
-}
-
-// Engine is what Authorize needs of the policy engine: a decision that is a deny on any fault.
+// Engine is what Authorize needs of the policy engine (opa.Engine implements it).
 type Engine interface {
-	Decide(ctx context.Context, in *opa.Input) opa.Decision
-}
-
-// GenerationStore is a Store whose answers are versioned (cache.Store): Generation moves
-// after every committed change, before the change's write call returns.
-type GenerationStore interface {
-	Store
-	Generation() uint64
-}
-
-// PolicyEngine is an Engine that names the policy of each decision (opa.Engine).
-type PolicyEngine interface {
-	Engine
+	// Policy names the policy in use now: a cached decision is looked up under it.
 	Policy() opa.Policy
-	DecidePolicy(ctx context.Context, in *opa.Input) (opa.Decision, opa.Policy)
+	// Decide evaluates in and names the policy that decided; any fault is a deny with
+	// status 500 (opa.Result).
+	Decide(ctx context.Context, in *opa.Input) opa.Result
 }
 
 // Request is the request to judge, as it reached keyauthz or as a gateway described it.
@@ -97,27 +103,82 @@ type Result struct {
 	User *keys.User
 	// KeyID is the id part of a presented key even when it was refused, for logs ("" if none).
 	KeyID string
-	// Revision is the revision of the policy that decided, when the engine names it ("" when
-	// Go denied before the policy ran, or the engine does not say).
+	// Revision is the revision of the policy that decided ("" when Go denied before the policy
+	// ran, or no policy is loaded).
 	Revision string
 }
 
-// Authorizer is the credential path. Its fields are set once; it is safe for concurrent use.
+// Authorizer is the credential path. It is built by New and is safe for concurrent use.
+//
+// Caching is part of its construction, not something it discovers: every answer it reads from
+// the key store comes through a cache.Store, which versions them (a generation that moves on
+// every committed change, docs/architecture.md#caches), so a decision cache, when configured,
+// always has a generation to key its entries on. A store that cannot report its changes
+// (cache.Source.OnChange) cannot be given to New at all.
 type Authorizer struct {
-	Store  Store
-	Engine Engine
+	store     *cache.Store
+	decisions *cache.Decisions // nil: decisions are not cached
+	engine    Engine
+	usage     UsageRecorder
+	logger    *slog.Logger
+	now       func() time.Time
+}
+
+// Options configures New. The zero Options caches nothing; DefaultOptions is what keyauthz
+// serve runs unless told otherwise.
+type Options struct {
+	// Cache bounds the caches in front of the key store (verified keys, unknown key ids, hosts);
+	// a zero bound turns that cache off. The store's answers are versioned either way.
+	Cache cache.Options
+	// DecisionBytes bounds the decision cache; zero turns it off. A cached decision is keyed on
+	// the store generation and the policy it was made with, so a change to a key, its user or
+	// its domain, a delete or a policy swap makes the next decision fresh, and a decision made
+	// with a key is never served once the key has expired.
+	DecisionBytes int64
+	// Usage, when set, is told of every use of a valid key (for last_used_at).
+	Usage UsageRecorder
+	// Logger receives store faults; nil means slog.Default().
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Decisions caches decisions; nil caches none. It is used only when Store is a
-	// GenerationStore and Engine a PolicyEngine, so that every cached decision is keyed on the
-	// store generation and the policy it was made with: a change to a key, its user or its
-	// domain, a delete or a policy swap makes the next decision fresh, and a decision made with
-	// a key is never served once the key has expired.
-	Decisions *cache.Decisions
-	// Usage, when set, is told of every use of a valid key (for last_used_at).
-	Usage UsageRecorder
 }
+
+// DefaultOptions are the cache bounds keyauthz serve uses unless told otherwise.
+func DefaultOptions() Options {
+	return Options{Cache: cache.DefaultOptions(), DecisionBytes: cache.DefaultDecisionBytes}
+}
+
+// New returns the credential path over the key store src and the policy engine: a cache.Store
+// in front of src (registered with src.OnChange) and, when o.DecisionBytes > 0, a decision
+// cache. keyauthz serve and the server's tests both build their Authorizer here, so the tests
+// run the wiring production runs. It panics when src or engine is nil.
+func New(src cache.Source, engine Engine, o Options) *Authorizer {
+	if src == nil || engine == nil {
+		panic("authz: New needs a key store and a policy engine")
+	}
+	a := &Authorizer{
+		store:     cache.New(src, o.Cache),
+		decisions: cache.NewDecisions(o.DecisionBytes),
+		engine:    engine,
+		usage:     o.Usage,
+		logger:    o.Logger,
+		now:       o.Now,
+	}
+	if a.logger == nil {
+		a.logger = slog.Default()
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	return a
+}
+
+// StoreCache returns the cache in front of the key store, for its counters and size.
+func (a *Authorizer) StoreCache() *cache.Store { return a.store }
+
+// DecisionCache returns the decision cache, for its counters and size; nil when decisions are
+// not cached (the methods of a nil *cache.Decisions answer zero).
+func (a *Authorizer) DecisionCache() *cache.Decisions { return a.decisions }
 
 // UsageRecorder notes key uses; keys.UsageRecorder writes them to the store in batches.
 type UsageRecorder interface {
@@ -129,15 +190,10 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	now := a.now()
 	// The generation is read before anything is read from the store: a decision is cached
 	// under the generation its inputs were valid at, and a change bumps the generation.
-	gs, _ := a.Store.(GenerationStore)
-	pe, _ := a.Engine.(PolicyEngine)
+	gen := a.store.Generation()
 	// Requests with very long URIs are decided but not cached: a client must not be able to
 	// fill the cache's memory with megabytes of unique paths.
-	caching := a.Decisions != nil && gs != nil && pe != nil && len(r.URI) <= maxCachedURI && len(r.Method) <= maxCachedMethod
-	var gen uint64
-	if caching {
-		gen = gs.Generation()
-	}
+	caching := a.decisions != nil && len(r.URI) <= maxCachedURI && len(r.Method) <= maxCachedMethod
 	target := RequestTarget(r.URI)
 	rawPath, query := opa.SplitURI(target)
 	cred, source, present := Credential(r.Header, query)
@@ -151,7 +207,7 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 		Host:      host,
 		Protocol:  protocol(r),
 		Query:     query,
-		CrossSite: CrossSite(r.Header, host),
+		CrossSite: CrossSite(r.Header, r.Host),
 	}}
 	res := Result{}
 	if present {
@@ -162,19 +218,27 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	if reason := opa.Ambiguous(target); reason != "" {
 		res.Input = in
 		res.Decision = opa.Decision{Status: http.StatusForbidden, Message: MsgAmbiguousPath}
-		a.logger().DebugContext(ctx, "ambiguous path refused", "reason", reason, "key_id", res.KeyID)
+		a.logger.DebugContext(ctx, "ambiguous path refused", "reason", reason, "key_id", res.KeyID)
+		return res
+	}
+	// A method override is a second method: a backend that honours it (Rack, gorilla/handlers,
+	// Express, Laravel) runs the overriding method where the policy judged this one.
+	if name := methodOverride(r.Header, query); name != "" {
+		res.Input = in
+		res.Decision = opa.Decision{Status: http.StatusForbidden, Message: MsgMethodOverride}
+		a.logger.DebugContext(ctx, "method override refused", "override", name, "key_id", res.KeyID)
 		return res
 	}
 	if present {
-		auth, err := a.Store.Authenticate(ctx, cred, now)
+		auth, err := a.store.Authenticate(ctx, cred, now)
 		if err != nil {
 			res.Input = in
 			res.Decision = a.authnDenial(err, res.KeyID)
 			return res
 		}
 		res.Key, res.User = auth.Key, auth.User
-		if a.Usage != nil {
-			a.Usage.Record(auth.Key.ID, now)
+		if a.usage != nil {
+			a.usage.Record(auth.Key.ID, now)
 		}
 		in.Key = &opa.Key{
 			ID:          auth.Key.ID,
@@ -194,12 +258,12 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 		}
 	}
 	if in.Request.Host != "" {
-		d, err := a.Store.DomainByHost(ctx, in.Request.Host)
+		d, err := a.store.DomainByHost(ctx, in.Request.Host)
 		switch {
 		case err == nil:
 			in.Domain = &opa.Domain{ID: d.ID, Name: d.Name, Domain: d.Domain}
 		case keys.ErrorCode(err) != keys.ENOTFOUND:
-			a.logger().ErrorContext(ctx, "domain lookup failed", "host", in.Request.Host, "err", err)
+			a.logger.ErrorContext(ctx, "domain lookup failed", "host", in.Request.Host, "err", err)
 			res.Input = in
 			res.Decision = opa.Decision{Status: http.StatusInternalServerError, Message: MsgInternal}
 			return res
@@ -207,18 +271,13 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	}
 	res.Input = in
 	if !caching {
-		if pe != nil {
-			var policy opa.Policy
-			res.Decision, policy = pe.DecidePolicy(ctx, &in)
-			res.Revision = policy.Revision
-		} else {
-			res.Decision = a.Engine.Decide(ctx, &in)
-		}
+		er := a.engine.Decide(ctx, &in)
+		res.Decision, res.Revision = er.Decision, er.Policy.Revision
 		return res
 	}
 	dk := cache.DecisionKey{
 		Method: in.Request.Method, Path: in.Request.Path, Host: in.Request.Host,
-		Protocol: in.Request.Protocol, CrossSite: in.Request.CrossSite, Policy: pe.Policy(), Gen: gen,
+		Protocol: in.Request.Protocol, CrossSite: in.Request.CrossSite, Policy: a.engine.Policy(), Gen: gen,
 	}
 	if len(query) > 0 {
 		dk.Query = url.Values(query).Encode()
@@ -227,17 +286,17 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	if in.Key != nil {
 		dk.KeyID, dk.Source, expiresAt = in.Key.ID, in.Key.Source, res.Key.ExpiresAt
 	}
-	if d, ok := a.Decisions.Get(&dk, now); ok {
+	if d, ok := a.decisions.Get(&dk, now); ok {
 		res.Decision, res.Revision = d, dk.Policy.Revision
 		return res
 	}
-	d, policy := pe.DecidePolicy(ctx, &in)
-	res.Decision, res.Revision = d, policy.Revision
+	er := a.engine.Decide(ctx, &in)
+	res.Decision, res.Revision = er.Decision, er.Policy.Revision
 	// Cache only what a policy decided (never an engine fault), under the policy that decided
 	// it (a swap may have happened since the lookup), and only if no change committed meanwhile.
-	if d.Status != http.StatusInternalServerError && policy != (opa.Policy{}) && gs.Generation() == gen {
-		dk.Policy = policy
-		a.Decisions.Add(&dk, d, expiresAt)
+	if er.Err == nil && er.Policy != (opa.Policy{}) && a.store.Generation() == gen {
+		dk.Policy = er.Policy
+		a.decisions.Add(&dk, er.Decision, expiresAt)
 	}
 	return res
 }
@@ -251,23 +310,9 @@ func (a *Authorizer) authnDenial(err error, keyID string) opa.Decision {
 	default:
 		// A store fault must not reveal itself as a different status to a prober, but it must
 		// not become an allow either: log it and deny.
-		a.logger().Error("key lookup failed", "key_id", keyID, "err", err)
+		a.logger.Error("key lookup failed", "key_id", keyID, "err", err)
 		return opa.Decision{Status: http.StatusInternalServerError, Message: MsgInternal}
 	}
-}
-
-func (a *Authorizer) now() time.Time {
-	if a.Now != nil {
-		return a.Now()
-	}
-	return time.Now()
-}
-
-func (a *Authorizer) logger() *slog.Logger {
-	if a.Logger != nil {
-		return a.Logger
-	}
-	return slog.Default()
 }
 
 // Credential returns the presented key and where it came from: the X-API-Key header (any case,
@@ -351,15 +396,20 @@ func Hostname(host string) string {
 }
 
 func validPort(p string) bool {
-	if p == "" || len(p) > 5 {
-		return false
+	n, err := strconv.Atoi(p)
+	return err == nil && p[0] != '+' && p[0] != '-' && n >= 0 && n <= 65535 && len(p) <= 5
+}
+
+// port is the port of a Host header ("" when it has none or is not a valid host).
+func port(hostHeader string) string {
+	if Hostname(hostHeader) == "" {
+		return ""
 	}
-	for i := 0; i < len(p); i++ {
-		if p[i] < '0' || p[i] > '9' {
-			return false
-		}
+	i := strings.LastIndexByte(hostHeader, ':')
+	if i < 0 || strings.HasSuffix(hostHeader, "]") {
+		return ""
 	}
-	return true
+	return hostHeader[i+1:]
 }
 
 // RequestTarget is the origin-form of a request-target as received: an absolute-form target
@@ -384,13 +434,15 @@ func RequestTarget(uri string) string {
 	return uri
 }
 
-// CrossSite reports whether a browser says that another site started the request (design §3):
-// Sec-Fetch-Site is present and neither "same-origin" nor "none", or an Origin header is present
-// whose host is not host (the request's host, as Hostname gives it; ports are not compared,
-// because a gateway such as nginx passes $host without one). Origin "null" (a sandboxed frame,
-// a cross-site redirect) is cross-site. Requests with neither header (servers, scripts, native
+// CrossSite reports whether a browser says that another site started the request
+// (docs/policy-contract.md#cross-site-writes-with-ambient-keys): Sec-Fetch-Site is present and
+// neither "same-origin" nor "none", or an Origin header is present whose host is not the
+// request's. hostHeader is the request's Host (or the gateway's forwarded host) as received. The
+// ports are compared only when hostHeader has one: a gateway such as nginx passes $host without
+// it, while a browser's Origin keeps a non-default port. Origin "null" (a sandboxed frame, a
+// cross-site redirect) is cross-site. Requests with neither header (servers, scripts, native
 // apps) are not cross-site.
-func CrossSite(h http.Header, host string) bool {
+func CrossSite(h http.Header, hostHeader string) bool {
 	for _, v := range h.Values("Sec-Fetch-Site") {
 		switch strings.ToLower(strings.TrimSpace(v)) {
 		case "same-origin", "none":
@@ -398,18 +450,32 @@ func CrossSite(h http.Header, host string) bool {
 			return true
 		}
 	}
-	for _, v := range h.Values("Origin") {
+	origins := h.Values("Origin")
+	if len(origins) == 0 {
+		return false
+	}
+	host, hostPort := Hostname(hostHeader), port(hostHeader)
+	for _, v := range origins {
 		u, err := url.Parse(strings.TrimSpace(v))
 		if err != nil || u.Host == "" || host == "" || Hostname(u.Host) != host {
+			return true
+		}
+		if hostPort != "" && cmp.Or(u.Port(), defaultPorts[strings.ToLower(u.Scheme)]) != hostPort {
 			return true
 		}
 	}
 	return false
 }
 
+// defaultPorts are the ports an Origin without one implies.
+var defaultPorts = map[string]string{"http": "80", "https": "443"}
+
+// protocol is "websocket" when the described request's protocol or its Upgrade header says so:
+// either is enough, so that a service passing "http" beside an Upgrade header cannot switch off
+// the rules for websockets.
 func protocol(r Request) string {
-	if r.Protocol == "http" || r.Protocol == "websocket" {
-		return r.Protocol
+	if r.Protocol == "websocket" {
+		return "websocket"
 	}
 	return Protocol(r.Header)
 }

@@ -65,11 +65,11 @@ func BenchmarkAuthorize(b *testing.B) {
 		name string
 		a    *Authorizer
 	}{
-		{"cold", &Authorizer{Store: store, Engine: engine}},
-		{"keycache", &Authorizer{Store: cache.New(store, cache.DefaultOptions()), Engine: engine}},
-		{"cached", &Authorizer{Store: cache.New(store, cache.DefaultOptions()), Engine: engine, Decisions: cache.NewDecisions(1 << 20)}},
+		{"cold", New(store, engine, Options{})},
+		{"keycache", New(store, engine, Options{Cache: cache.DefaultOptions()})},
+		{"cached", New(store, engine, Options{Cache: cache.DefaultOptions(), DecisionBytes: 1 << 20})},
 		// cached+usage is what serve runs: the cached path plus recording the key's use.
-		{"cached+usage", &Authorizer{Store: cache.New(store, cache.DefaultOptions()), Engine: engine, Decisions: cache.NewDecisions(1 << 20), Usage: keys.NewUsageRecorder(store, nil)}},
+		{"cached+usage", New(store, engine, Options{Cache: cache.DefaultOptions(), DecisionBytes: 1 << 20, Usage: keys.NewUsageRecorder(store, nil)})},
 	}
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {
@@ -86,9 +86,12 @@ func BenchmarkAuthorize(b *testing.B) {
 // decoded) and the verified-key cache (one SHA-256 and a constant-time compare).
 func BenchmarkAuthenticate(b *testing.B) {
 	store, _, key := benchFixture(b)
+	type authenticator interface {
+		Authenticate(ctx context.Context, plaintext string, now time.Time) (*keys.AuthResult, error)
+	}
 	for _, tc := range []struct {
 		name string
-		s    Store
+		s    authenticator
 	}{{"store", store}, {"cache", cache.New(store, cache.DefaultOptions())}} {
 		b.Run(tc.name, func(b *testing.B) {
 			ctx, now := context.Background(), time.Now()

@@ -50,6 +50,9 @@ func TestRequestParts(t *testing.T) {
 		"[::1]":               "::1",
 		"acme.example.com":    "acme.example.com",
 		"127.0.0.1:80":        "127.0.0.1",
+		"localhost:65535":     "localhost",
+		"localhost:99999":     "",
+		"localhost:+80":       "",
 		"":                    "",
 		"b.test:80@localhost": "", // userinfo: one parser takes b.test, another localhost
 		"b.test@localhost":    "",
@@ -131,7 +134,14 @@ func TestAuthorize(t *testing.T) {
 	must(t, err)
 
 	later := func() time.Time { return time.Now().Add(2 * time.Hour) }
-	a := &Authorizer{Store: store, Engine: engine}
+	// clock is the Authorizer's clock; a case may set it (the cases run one after another).
+	var clock func() time.Time
+	a := New(store, engine, Options{Now: func() time.Time {
+		if clock != nil {
+			return clock()
+		}
+		return time.Now()
+	}})
 	key := string(secret)
 	tests := []struct {
 		note    string
@@ -150,6 +160,22 @@ func TestAuthorize(t *testing.T) {
 			note: "an ambiguous path is refused before the key is looked up or the policy runs",
 			req:  Request{Method: "GET", URI: "/api/engine/v2/systems/%2e%2e/api_keys", Host: "acme.example.com", Header: http.Header{"X-Api-Key": {key}}},
 			want: opa.Decision{Status: 403, Message: MsgAmbiguousPath},
+		},
+		{
+			note: "a method override header is refused",
+			req:  Request{Method: "POST", URI: "/api/engine/v2/systems/sys-1", Host: "acme.example.com", Header: http.Header{"X-Api-Key": {key}, "X-Http-Method-Override": {"DELETE"}}},
+			want: opa.Decision{Status: 403, Message: MsgMethodOverride},
+		},
+		{
+			note: "a _method parameter is refused",
+			req:  Request{Method: "POST", URI: "/api/engine/v2/systems/sys-1?_METHOD=delete", Host: "acme.example.com", Header: http.Header{"X-Api-Key": {key}}},
+			want: opa.Decision{Status: 403, Message: MsgMethodOverride},
+		},
+		{
+			note:    "an Upgrade header makes a websocket whatever protocol the description names",
+			req:     Request{Method: "GET", URI: "/api/engine/v2/systems/sys-1", Host: "acme.example.com", Protocol: "http", Header: http.Header{"Cookie": {"api-key=" + key}, "Upgrade": {"websocket"}, "Sec-Fetch-Site": {"cross-site"}}},
+			want:    opa.Decision{Status: 403, Message: "cross-site request with a cookie or URL key", Route: opa.Route{Resource: "systems", Access: "read", Gate: "none"}, Permissions: "user"},
+			wantKey: k.ID,
 		},
 		{
 			note: "an ambiguous path is refused even on the anonymous route",
@@ -211,7 +237,7 @@ func TestAuthorize(t *testing.T) {
 	})
 	for _, tc := range tests {
 		t.Run(tc.note, func(t *testing.T) {
-			a.Now = tc.now
+			clock = tc.now
 			res := a.Authorize(context.Background(), tc.req)
 			if diff := cmp.Diff(tc.want, res.Decision); diff != "" {
 				t.Errorf("decision (-want +got):\n%s", diff)
@@ -253,6 +279,22 @@ func TestCrossSite(t *testing.T) {
 	for _, tc := range tests {
 		if got := CrossSite(tc.header, "acme.example.com"); got != tc.want {
 			t.Errorf("%s: CrossSite(%v) = %v, want %v", tc.note, tc.header, got, tc.want)
+		}
+	}
+	// With a port in the Host header (a direct call, Envoy, the Data API), the Origin's port
+	// must match too, its scheme's default port when it names none.
+	for _, c := range []struct {
+		host, origin string
+		want         bool
+	}{
+		{"acme.example.com:8080", "http://acme.example.com:8080", false},
+		{"acme.example.com:8080", "http://acme.example.com:9999", true},
+		{"acme.example.com:443", "https://acme.example.com", false},
+		{"acme.example.com:80", "https://acme.example.com", true},
+		{"acme.example.com", "http://acme.example.com:9999", false}, // nginx's $host has no port
+	} {
+		if got := CrossSite(http.Header{"Origin": {c.origin}}, c.host); got != c.want {
+			t.Errorf("CrossSite(Origin %s, Host %s) = %v, want %v", c.origin, c.host, got, c.want)
 		}
 	}
 	if !CrossSite(http.Header{"Origin": {"https://acme.example.com"}}, "") {

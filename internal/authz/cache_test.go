@@ -21,7 +21,9 @@ import (
 )
 
 // cacheFixture is a real Badger store on disk, the real built-in policy, a cached Authorizer
-// and an uncached one (the oracle) on the same store and engine, with a clock the test moves.
+// (the caches keyauthz serve runs, with a small decision cache) and an uncached one (the
+// oracle: every bound zero, so every answer is read from the store and the policy) on the same
+// store and engine, with a clock the test moves.
 type cacheFixture struct {
 	store           *keys.Store
 	engine          *opa.Engine
@@ -46,11 +48,8 @@ func newCacheFixture(t *testing.T) *cacheFixture {
 	f := &cacheFixture{store: store, engine: engine}
 	f.clock.Store(time.Now().UnixNano())
 	now := func() time.Time { return time.Unix(0, f.clock.Load()) }
-	f.cached = &Authorizer{
-		Store: cache.New(store, cache.DefaultOptions()), Engine: engine, Now: now,
-		Decisions: cache.NewDecisions(1 << 20),
-	}
-	f.oracle = &Authorizer{Store: store, Engine: engine, Now: now}
+	f.cached = New(store, engine, Options{Cache: cache.DefaultOptions(), DecisionBytes: 1 << 20, Now: now})
+	f.oracle = New(store, engine, Options{Now: now})
 
 	f.domain = &keys.Domain{Name: "Acme", Domain: "acme.example.com"}
 	must(t, store.CreateDomain(ctx, f.domain))
@@ -194,9 +193,9 @@ func TestCacheNeverStale(t *testing.T) {
 			f := newCacheFixture(t)
 			r := st.req(f)
 			st.before(t, f.decide(t, r))
-			h0, _ := f.cached.Decisions.Stats()
+			h0, _ := f.cached.DecisionCache().Stats()
 			f.decide(t, r)
-			if h1, _ := f.cached.Decisions.Stats(); h1 <= h0 {
+			if h1, _ := f.cached.DecisionCache().Stats(); h1 <= h0 {
 				t.Fatalf("the decision cache was not used (hits %d → %d)", h0, h1)
 			}
 			st.change(t, f)
@@ -227,7 +226,7 @@ func TestCacheSecretChecked(t *testing.T) {
 		wantStatus(t, f.decide(t, req("GET", systems, wrong)), false, 401, MsgUnknownKey)
 	}
 	unknown := strings.Repeat("0", 32) + "." + secret
-	cs := f.cached.Store.(*cache.Store)
+	cs := f.cached.StoreCache()
 	_, m0 := cs.Stats()
 	for range 3 {
 		wantStatus(t, f.cached.Authorize(t.Context(), req("GET", systems, unknown)).Decision, false, 401, MsgUnknownKey)

@@ -44,7 +44,8 @@ type decisionEntry struct {
 // DefaultDecisionBytes is the decision cache's bound unless told otherwise: about 35,000
 // decisions on short paths. Measured with a flood of distinct 2 KB anonymous paths, the
 // process peaked at 200 MB RSS with 32 MiB and 264 MB with 64 MiB (the GC lets the heap grow
-// to twice what is live), against a target of 256 MB (design §8).
+// to twice what is live), against a target of 256 MB
+// (docs/architecture.md#performance-targets).
 const DefaultDecisionBytes = 32 << 20
 
 // NewDecisions returns a decision cache of at most maxBytes (estimated: strings plus the

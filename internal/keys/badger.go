@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/keyauthz/keyauthz/internal/diskspace"
 )
 
 // Key layout. Every record and index lives under a short prefix; ids never contain "/".
@@ -49,6 +51,7 @@ func kKeyName(dom, name string) []byte {
 	return []byte(pKeyName + dom + "/" + strings.ToLower(name))
 }
 
+// *Store is a Service: a compile-time check.
 var _ Service = (*Store)(nil)
 
 // maxAttempts bounds the retries of a transaction that lost a conflict to a concurrent one.
@@ -111,8 +114,9 @@ type keyRecord struct {
 type Option func(*config)
 
 type config struct {
-	logger *slog.Logger
-	now    func() time.Time
+	logger    *slog.Logger
+	now       func() time.Time
+	freeSpace func(path string) (uint64, error) // nil: statfs
 }
 
 // WithLogger routes Badger's warnings and errors to l (by default they are discarded).
@@ -136,26 +140,56 @@ type Store struct {
 	hooks  []func(Change)
 
 	nDomains, nUsers, nKeys atomic.Int64
+
+	// space guards every write against a disk too full for Badger (space.go); nil in memory.
+	space *diskspace.Guard
 }
 
 // Open opens (or creates) the store in the folder dir with SyncWrites on. It fails with a
-// clear error when another process, or another Store, holds the folder.
+// clear error when another process, or another Store, holds the folder, and with a
+// *diskspace.LowError (wrapped) when dir's file system has too little free space to open the
+// store safely: opening writes (it flushes the log left by the last run), and Badger writes
+// through memory mappings, so a full disk would otherwise kill the process with SIGBUS. The
+// sizes that bound Badger's writes and the margin kept free are in space.go.
 func Open(dir string, opts ...Option) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("open store: no data folder given")
 	}
+	cfg := newConfig(opts)
+	free := diskspace.Free
+	if cfg.freeSpace != nil {
+		free = cfg.freeSpace
+	}
+	need, err := spaceToOpen(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if have, err := free(dir); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	} else if have < need {
+		return nil, fmt.Errorf("open store: %w (free some space or move --data-dir; see docs/operations.md#disk-space)",
+			&diskspace.LowError{Path: dir, Free: have, Need: need})
+	}
 	bo := badger.DefaultOptions(dir).
 		WithSyncWrites(true).
-		WithNumMemtables(3).
+		WithMemTableSize(memTableSize).
+		WithNumMemtables(numMemtables).
+		WithBaseTableSize(baseTableSize).
+		WithValueThreshold(valueThreshold).
+		WithValueLogFileSize(valueLogFileSize).
 		WithNumCompactors(2).
 		WithBlockCacheSize(64 << 20).
 		WithIndexCacheSize(32 << 20)
-	s, err := open(bo, opts)
+	s, err := open(bo, cfg)
 	if err != nil && strings.Contains(err.Error(), "Cannot acquire directory lock") {
 		return nil, fmt.Errorf("data folder %s is in use by another keyauthz process", dir)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open store in %s: %w", dir, err)
+	}
+	s.space = diskspace.NewGuard(dir, s.spaceNeed)
+	if cfg.freeSpace != nil {
+		s.space.SetFree(cfg.freeSpace)
 	}
 	return s, nil
 }
@@ -168,18 +202,22 @@ func OpenInMemory(opts ...Option) (*Store, error) {
 		WithNumMemtables(2).
 		WithNumCompactors(2).
 		WithBlockCacheSize(8 << 20)
-	s, err := open(bo, opts)
+	s, err := open(bo, newConfig(opts))
 	if err != nil {
 		return nil, fmt.Errorf("open in-memory store: %w", err)
 	}
 	return s, nil
 }
 
-func open(bo badger.Options, opts []Option) (*Store, error) {
+func newConfig(opts []Option) config {
 	cfg := config{now: time.Now}
 	for _, o := range opts {
 		o(&cfg)
 	}
+	return cfg
+}
+
+func open(bo badger.Options, cfg config) (*Store, error) {
 	bo = bo.WithLoggingLevel(badger.WARNING).WithLogger(nil)
 	if cfg.logger != nil {
 		bo = bo.WithLogger(badgerLogger{cfg.logger})
@@ -196,9 +234,13 @@ func open(bo badger.Options, opts []Option) (*Store, error) {
 	return s, nil
 }
 
-// Close closes the database.
+// Close closes the database. On a disk too full for writes it skips saving the counts (the
+// next Open counts the records instead) rather than write below the margin.
 func (s *Store) Close() error {
-	saveErr := s.saveCounts()
+	var saveErr error
+	if s.CheckSpace() == nil {
+		saveErr = s.saveCounts()
+	}
 	if err := errors.Join(saveErr, s.db.Close()); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
@@ -310,17 +352,40 @@ func (s *Store) ListDomains(ctx context.Context) ([]*Domain, error) {
 }
 
 // UpdateDomain replaces the name, host and description of the domain d.ID, validated as in
-// CreateDomain; on success d holds the stored record. It returns ENOTFOUND or EUNPROCESSABLE.
+// CreateDomain; on success d holds the stored record. It is ModifyDomain with a change that
+// overwrites every field. It returns ENOTFOUND or EUNPROCESSABLE.
 func (s *Store) UpdateDomain(ctx context.Context, d *Domain) error {
 	rec := *d
-	failures := normalizeDomain(&rec)
+	out, err := s.ModifyDomain(ctx, d.ID, func(cur *Domain) error {
+		cur.Name, cur.Domain, cur.Description = rec.Name, rec.Domain, rec.Description
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	*d = *out
+	return nil
+}
+
+// ModifyDomain reads the domain id, lets change edit it and stores the result, all in one
+// transaction, validated as in CreateDomain (a new host must be free); it returns the stored
+// record. The id and created_at keep their stored values whatever change does. An error from
+// change aborts the update and is returned as is. Because change sees the record it replaces,
+// two concurrent patches of different fields both survive: the second conflicts and is
+// retried with the first one's record. It returns ENOTFOUND, EUNPROCESSABLE or change's error.
+func (s *Store) ModifyDomain(ctx context.Context, id string, change func(d *Domain) error) (*Domain, error) {
 	now := s.now().Unix()
+	var out *Domain
 	err := s.update(ctx, func(t *tx) error {
-		old, err := getDomain(t.txn, rec.ID)
+		old, err := getDomain(t.txn, id)
 		if err != nil {
 			return err
 		}
-		fs := slices.Clip(failures)
+		rec := *old
+		if err := change(&rec); err != nil {
+			return err
+		}
+		fs := normalizeDomain(&rec)
 		hostChanged := !hasFailure(fs, "domain") && rec.Domain != old.Domain
 		if hostChanged {
 			taken, err := exists(t.txn, kDomainHost(rec.Domain))
@@ -334,7 +399,7 @@ func (s *Store) UpdateDomain(ctx context.Context, d *Domain) error {
 		if len(fs) > 0 {
 			return validationFailed(fs)
 		}
-		rec.CreatedAt, rec.UpdatedAt = old.CreatedAt, now
+		rec.ID, rec.CreatedAt, rec.UpdatedAt = old.ID, old.CreatedAt, now
 		if hostChanged {
 			if err := t.txn.Delete(kDomainHost(old.Domain)); err != nil {
 				return err
@@ -347,18 +412,18 @@ func (s *Store) UpdateDomain(ctx context.Context, d *Domain) error {
 			return err
 		}
 		t.changed(KindDomain, rec.ID, nil, 0)
+		out = &rec
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	*d = rec
-	return nil
+	return out, nil
 }
 
 // DeleteDomain deletes the domain, its users and their keys in one transaction. It returns
 // ENOTFOUND, or ECONFLICT if the cascade is too large for one transaction.
-func (s *Store) DeleteDomain(ctx context.Context, id string) error {
+func (s *Store) DeleteDomain(ctx context.Context, id string, check ...func(u *User, keys []*APIKey) error) error {
 	s.cascade.Lock()
 	defer s.cascade.Unlock()
 	return s.update(ctx, func(t *tx) error {
@@ -371,6 +436,9 @@ func (s *Store) DeleteDomain(ctx context.Context, id string) error {
 			return err
 		}
 		for _, uid := range userIDs {
+			if err := checkUserDelete(t.txn, uid, check); err != nil {
+				return err
+			}
 			if err := deleteUserTx(t, uid); err != nil {
 				return err
 			}
@@ -470,14 +538,16 @@ func (s *Store) ListUsers(ctx context.Context, authorityID string) ([]*User, err
 }
 
 // UpdateUser replaces the name, email, flags and groups of the user u.ID, validated as in
-// CreateUser; on success u holds the stored record. The authority cannot change: a different
-// non-empty AuthorityID is EUNPROCESSABLE (field "authority_id"). It returns ENOTFOUND or
-// EUNPROCESSABLE. Lowering a user's level narrows its keys at once (the policy caps a key at
-// its user's level); the keys themselves are not rewritten.
+// CreateUser; on success u holds the stored record. It is ModifyUser with a change that
+// overwrites every field; an empty AuthorityID keeps the stored one. It returns ENOTFOUND or
+// EUNPROCESSABLE (a different AuthorityID included). Lowering a user's level narrows its keys
+// at once (the policy caps a key at its user's level); the keys themselves are not rewritten.
 func (s *Store) UpdateUser(ctx context.Context, u *User) error {
 	rec := *u
 	out, err := s.ModifyUser(ctx, u.ID, func(cur *User) error {
+		authority := cmp.Or(rec.AuthorityID, cur.AuthorityID)
 		*cur = rec
+		cur.AuthorityID = authority
 		return nil
 	})
 	if err != nil {
@@ -488,11 +558,15 @@ func (s *Store) UpdateUser(ctx context.Context, u *User) error {
 }
 
 // ModifyUser reads the user id, lets change edit it and stores the result, all in one
-// transaction, validated as in UpdateUser; it returns the stored record. An error from change
-// aborts the update and is returned as is. Because change sees the record it replaces, a
-// check it makes (such as "this field keeps its value") cannot be raced by a concurrent
-// update: that one conflicts, and this one is retried with the new record. It returns
-// ENOTFOUND, EUNPROCESSABLE or change's error.
+// transaction, validated as in CreateUser; it returns the stored record. The id and
+// created_at keep their stored values whatever change does. A user cannot move to another
+// domain, because its keys belong to its domain: an AuthorityID that change leaves different
+// from the stored one (empty included) is EUNPROCESSABLE, field "authority_id", reason "cannot
+// be changed". This is the one place that rule lives. An error from change aborts the update
+// and is returned as is. Because change sees the record it replaces, a check it makes (such as
+// "this field keeps its value") cannot be raced by a concurrent update, and two concurrent
+// patches of different fields both survive: the second conflicts and is retried with the
+// first one's record. It returns ENOTFOUND, EUNPROCESSABLE or change's error.
 func (s *Store) ModifyUser(ctx context.Context, id string, change func(u *User) error) (*User, error) {
 	now := s.now().Unix()
 	var out *User
@@ -507,13 +581,13 @@ func (s *Store) ModifyUser(ctx context.Context, id string, change func(u *User) 
 			return err
 		}
 		fs := normalizeUser(&rec)
-		if rec.AuthorityID != "" && rec.AuthorityID != old.AuthorityID {
-			fs = append(fs, Failure{"authority_id", "cannot be changed"})
+		if rec.AuthorityID != old.AuthorityID {
+			fs = append(fs, Failure{"authority_id", reasonFixed})
 		}
 		if len(fs) > 0 {
 			return validationFailed(fs)
 		}
-		rec.ID, rec.AuthorityID, rec.CreatedAt, rec.UpdatedAt = old.ID, old.AuthorityID, old.CreatedAt, now
+		rec.ID, rec.CreatedAt, rec.UpdatedAt = old.ID, old.CreatedAt, now
 		if err := setJSON(t.txn, kUser(rec.ID), &rec); err != nil {
 			return err
 		}
@@ -527,11 +601,50 @@ func (s *Store) ModifyUser(ctx context.Context, id string, change func(u *User) 
 	return out, nil
 }
 
-// DeleteUser deletes the user and its keys in one transaction. It returns ENOTFOUND.
-func (s *Store) DeleteUser(ctx context.Context, id string) error {
+// DeleteUser deletes the user and its keys in one transaction. Each check, if any, is called
+// inside the transaction with the user and its keys (no hashes) before anything is deleted;
+// an error aborts the delete and is returned as is (the admin API's level cap runs here). It
+// returns ENOTFOUND or a check's error.
+func (s *Store) DeleteUser(ctx context.Context, id string, check ...func(u *User, keys []*APIKey) error) error {
 	s.cascade.Lock()
 	defer s.cascade.Unlock()
-	return s.update(ctx, func(t *tx) error { return deleteUserTx(t, id) })
+	return s.update(ctx, func(t *tx) error {
+		if err := checkUserDelete(t.txn, id, check); err != nil {
+			return err
+		}
+		return deleteUserTx(t, id)
+	})
+}
+
+// checkUserDelete runs each check on the user id and its keys (without hashes) as stored, in
+// the delete's transaction; with no check it reads nothing.
+func checkUserDelete(txn *badger.Txn, id string, check []func(u *User, keys []*APIKey) error) error {
+	if len(check) == 0 {
+		return nil
+	}
+	u, err := getUser(txn, id)
+	if err != nil {
+		return err
+	}
+	ids, err := collect(txn, pKeyByUser+id+"/")
+	if err != nil {
+		return err
+	}
+	keys := make([]*APIKey, 0, len(ids))
+	for _, kid := range ids {
+		k, err := getKey(txn, kid)
+		if err != nil {
+			return err
+		}
+		k.Hash = ""
+		keys = append(keys, k)
+	}
+	for _, c := range check {
+		if err := c(u, keys); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // --- keys ---
@@ -808,9 +921,26 @@ func (s *Store) UpdateKey(ctx context.Context, id string, u KeyUpdate) (*APIKey,
 	return out, nil
 }
 
-// DeleteKey deletes the key id. It returns ENOTFOUND.
-func (s *Store) DeleteKey(ctx context.Context, id string) error {
-	return s.update(ctx, func(t *tx) error { return deleteKeyTx(t, id) })
+// DeleteKey deletes the key id. Each check, if any, is called inside the transaction with the
+// key as stored (no hash) before it is deleted; an error aborts the delete and is returned as
+// is (the admin API's minting cap runs here, as UpdateKey's Check). It returns ENOTFOUND or a
+// check's error.
+func (s *Store) DeleteKey(ctx context.Context, id string, check ...func(k *APIKey) error) error {
+	return s.update(ctx, func(t *tx) error {
+		if len(check) > 0 {
+			k, err := getKey(t.txn, id)
+			if err != nil {
+				return err
+			}
+			k.Hash = ""
+			for _, c := range check {
+				if err := c(k); err != nil {
+					return err
+				}
+			}
+		}
+		return deleteKeyTx(t, id)
+	})
 }
 
 // Authenticate verifies a presented key at now: a malformed key is rejected before any store
@@ -857,7 +987,19 @@ func (t *tx) changed(kind, id string, counter *int64, delta int64) {
 
 // update runs fn in a read-write transaction, retrying on conflicts, then applies the count
 // deltas and calls the change hooks.
+//
+// A write made for an admin-API caller (CallerFrom(ctx) with a key) first re-reads the
+// caller's key and user in the same transaction and is refused if either changed since the
+// request was authorized (recheckCaller): a request judged before a revocation or demotion
+// cannot write after it, and a concurrent change of those records makes this transaction
+// conflict, so it is retried and judged again. Internal writes (bootstrap, usage) carry no
+// caller and are not rechecked.
 func (s *Store) update(ctx context.Context, fn func(*tx) error) error {
+	caller := CallerFrom(ctx)
+	// Before Badger can fault on a full disk: EINSUFFICIENT (507), the store left as it was.
+	if err := s.CheckSpace(); err != nil {
+		return err
+	}
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -865,6 +1007,9 @@ func (s *Store) update(ctx context.Context, fn func(*tx) error) error {
 		t := &tx{}
 		err := s.db.Update(func(txn *badger.Txn) error {
 			t.txn = txn
+			if err := recheckCaller(txn, caller, s.now()); err != nil {
+				return err
+			}
 			return fn(t)
 		})
 		var e *Error

@@ -79,6 +79,10 @@ func (s *Store) ImportKeys(ctx context.Context, seq iter.Seq[BulkKey]) (int, err
 		}
 		k.AuthorityID = u.AuthorityID
 		if wb == nil {
+			// Each chunk is judged on the space left, as every write is (space.go).
+			if err := s.CheckSpace(); err != nil {
+				return written, err
+			}
 			wb = s.db.NewWriteBatch()
 		}
 		if err := putKey(wb, &k, bk.Hash); err != nil {

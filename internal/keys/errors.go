@@ -10,10 +10,13 @@ import (
 // caller may not do this, whatever the input: a field only an admin may change, a scope the
 // caller does not hold), EINVALID 400 (malformed input, such as a bad scope), ENOTFOUND 404,
 // EUNAUTHORIZED 401, EUNPROCESSABLE 422 (validation failed, with Failures), EUNSUPPORTED 415
-// (a body that is not declared JSON), EINTERNAL 500 (clients see only "internal error").
+// (a body that is not declared JSON), EINSUFFICIENT 507 (a write refused because the data
+// folder's disk is too full to take it safely; see docs/operations.md#disk-space), EINTERNAL
+// 500 (clients see only "internal error").
 const (
 	ECONFLICT      = "conflict"
 	EFORBIDDEN     = "forbidden"
+	EINSUFFICIENT  = "insufficient_storage"
 	EINTERNAL      = "internal"
 	EINVALID       = "invalid"
 	ENOTFOUND      = "not_found"
@@ -96,7 +99,8 @@ func ErrorFailures(err error) []Failure {
 	return nil
 }
 
-// Authentication failures (design §3): both are EUNAUTHORIZED and compare with errors.Is.
+// Authentication failures (docs/http-api.md#authentication-errors): both are EUNAUTHORIZED and
+// compare with errors.Is.
 var (
 	// ErrUnknownKey is returned for a malformed key, an unknown id or a wrong secret, which
 	// are deliberately indistinguishable.
@@ -105,7 +109,8 @@ var (
 	ErrExpiredKey = &Error{Code: EUNAUTHORIZED, Message: "API key has expired"}
 )
 
-// ErrNotJSON is the 415 of an admin-API write whose body is not declared JSON (design §3).
+// ErrNotJSON is the 415 of an admin-API write whose body is not declared JSON
+// (docs/http-api.md#request-bodies).
 var ErrNotJSON = &Error{Code: EUNSUPPORTED, Message: "Content-Type must be application/json"}
 
 // validationFailed is the 422 error for a non-empty list of failures.

@@ -1,16 +1,23 @@
 package keys
 
-import "strings"
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
 
-// The minting cap (design §4, "No key mints a key stronger than itself"): a key created or
-// changed through the admin API may hold no more than the key that writes it. PlaceOS lets any
-// admin key mint anything; keyauthz does not, so that a key scoped to api_keys alone cannot
-// turn itself, or a new key, into a public one.
+	"github.com/dgraph-io/badger/v4"
+)
+
+// The minting cap (docs/keys.md#the-minting-cap: no key mints a key stronger than itself): a
+// key created or changed through the admin API may hold no more than the key that writes it.
+// PlaceOS lets any admin key mint anything; keyauthz does not, so that a key scoped to api_keys
+// alone cannot turn itself, or a new key, into a public one.
 
 // Scope names with a meaning of their own.
 const (
 	// ScopePublic is the wildcard: public grants every scoped route, public.read every read,
-	// public.write every write (design §4).
+	// public.write every write (docs/policy-contract.md#public).
 	ScopePublic = "public"
 	// ScopeGuest is the bare scope that opens the routes the table marks guest, for the ids in
 	// the user's groups only.
@@ -25,17 +32,17 @@ const (
 //   - x.read covers x.read, x.write covers x.write;
 //   - public.read covers every *.read, public.write every *.write;
 //   - a bare x (other than guest) is also covered by whatever covers both x.read and x.write,
-//     since several entries for one resource add up (design §4).
+//     since several entries for one resource add up (docs/policy-contract.md#scopes).
 //
 // Suffixes compare case-insensitively, resources exactly, as the policy compares them.
 //
-// Bare guest is covered by guest and by whatever covers public. Design §4 says "guest only by
-// guest"; keyauthz deliberately lets public cover it too: guest opens only routes that the
-// table also opens to their own scopes (systems, metadata, root), and public grants those on
-// every id with no role restriction, so a guest key is strictly weaker than a public one.
-// Refusing guest to a public admin (the bootstrap key) would make guest keys impossible to
-// provision and gain no safety. guest is not a resource with reads and writes, so guest.read
-// and guest.write do not add up to it.
+// Bare guest is covered by guest and by whatever covers public: keyauthz deliberately lets
+// public cover it too (docs/keys.md#the-minting-cap): guest opens only routes that the table
+// also opens to their own scopes (systems, metadata, root), and public grants those on every id
+// with no role restriction, so a guest key is strictly weaker than a public one. Refusing guest
+// to a public admin (the bootstrap key) would make guest keys impossible to provision and gain
+// no safety. guest is not a resource with reads and writes, so guest.read and guest.write do
+// not add up to it.
 func ScopesCover(held []string, want string) bool {
 	resource, access := splitScope(want)
 	if holds(held, ScopePublic, "") || holds(held, resource, "") {
@@ -103,31 +110,107 @@ func levelName(p Permission) string {
 }
 
 // IsAdmin reports whether the caller's effective level is admin or above: the level at which
-// the admin API is platform-wide (design §6) and a user's flags and groups may be changed.
+// the admin API is platform-wide (docs/http-api.md#who-may-call-it) and a user's flags and
+// groups may be changed.
 func (c *Caller) IsAdmin() bool {
 	return c != nil && c.Permissions.Rank() >= PermissionAdmin.Rank()
 }
 
-// CheckGrant is CheckGrant for this caller's key scopes and effective level; a nil caller (or
-// one without a key) may grant nothing.
-func (c *Caller) CheckGrant(scopes []string, level Permission) error {
+// CheckGrant is CheckGrant for this caller's key scopes and effective level, plus the key's
+// lifetime: a caller whose key expires may grant only a key that expires too, no later than
+// it does (expiresAt nil: never expires). A nil caller (or one without a key) may grant
+// nothing.
+func (c *Caller) CheckGrant(scopes []string, level Permission, expiresAt *int64) error {
 	held, level0 := c.holds()
-	return CheckGrant(held, level0, scopes, level)
+	if err := CheckGrant(held, level0, scopes, level); err != nil {
+		return err
+	}
+	if exp := c.expiresAt(); outlives(expiresAt, exp) {
+		return Errorf(EFORBIDDEN, "cannot grant a key that outlives the calling key (it expires at %d)", *exp)
+	}
+	return nil
 }
 
 // CheckKeyChange returns an EFORBIDDEN error unless the caller may change the key before into
 // after: it must be able to mint both. Checking after alone would stop a key from being
 // widened; checking before too stops a caller from touching (renaming, narrowing, re-dating)
 // a key stronger than itself, and names the real reason when the update grants nothing new.
+// A key that outlives the calling key counts as stronger.
 func (c *Caller) CheckKeyChange(before, after *APIKey) error {
-	held, level := c.holds()
-	switch scope, levelAbove := exceeds(held, level, before.Scopes, before.Permissions); {
-	case scope != "":
-		return Errorf(EFORBIDDEN, "cannot change key %s: it holds scope %s, which the calling key does not hold", before.ID, scope)
-	case levelAbove:
-		return Errorf(EFORBIDDEN, "cannot change key %s: its permissions %s are above the calling key's %s", before.ID, before.Permissions, levelName(level))
+	if err := c.checkKey("change", before); err != nil {
+		return err
 	}
-	return CheckGrant(held, level, after.Scopes, after.Permissions)
+	return c.CheckGrant(after.Scopes, after.Permissions, after.ExpiresAt)
+}
+
+// CheckKeyDelete returns an EFORBIDDEN error unless the caller may delete k: as for a change,
+// the caller must be able to mint k (scopes, level and lifetime), so that no key deletes a
+// stronger one. It is the Check of the admin API's deletes, run inside the store transaction.
+func (c *Caller) CheckKeyDelete(k *APIKey) error {
+	return c.checkKey("delete", k)
+}
+
+// checkKey is the "before" half of the minting cap: the caller must be able to mint k as it
+// is. verb ("change", "delete") is for the message.
+func (c *Caller) checkKey(verb string, k *APIKey) error {
+	if why := c.stronger(k); why != "" {
+		return Errorf(EFORBIDDEN, "cannot %s key %s: %s", verb, k.ID, why)
+	}
+	return nil
+}
+
+// stronger says why k is stronger than the caller's key ("it holds scope ..."), or "" if the
+// caller could mint k.
+func (c *Caller) stronger(k *APIKey) string {
+	held, level := c.holds()
+	switch scope, levelAbove := exceeds(held, level, k.Scopes, k.Permissions); {
+	case scope != "":
+		return fmt.Sprintf("it holds scope %s, which the calling key does not hold", scope)
+	case levelAbove:
+		return fmt.Sprintf("its permissions %s are above the calling key's %s", k.Permissions, levelName(level))
+	}
+	if exp := c.expiresAt(); outlives(k.ExpiresAt, exp) {
+		return fmt.Sprintf("it outlives the calling key, which expires at %d", *exp)
+	}
+	return ""
+}
+
+// CheckUserChange returns an EFORBIDDEN error unless the caller may change the user before
+// into after (before nil: create it; after nil: delete it). Both levels must be at most the
+// caller's effective level: an admin cannot create, change or delete a user above its own
+// level, nor raise one above it. Demoting or deleting a user narrows or removes its keys,
+// so this is the users' half of "no key neutralises a stronger one". A deleted user's keys
+// are checked too, each as CheckKeyDelete does.
+//
+// Self-service is not judged here: a caller's change of its own name and email is allowed by
+// the caller (see HandleUpdateUser) whatever its user's level.
+func (c *Caller) CheckUserChange(before, after *User, keys []*APIKey) error {
+	_, level := c.holds()
+	verb := "change"
+	switch {
+	case before == nil:
+		verb = "create"
+	case after == nil:
+		verb = "delete"
+	}
+	if before != nil && before.Level().Rank() > level.Rank() {
+		return Errorf(EFORBIDDEN, "cannot %s user %s: its level %s is above the calling key's %s", verb, before.ID, before.Level(), levelName(level))
+	}
+	if after != nil && after.Level().Rank() > level.Rank() {
+		return Errorf(EFORBIDDEN, "cannot give a user level %s: above the calling key's %s", after.Level(), levelName(level))
+	}
+	for _, k := range keys {
+		if why := c.stronger(k); why != "" {
+			return Errorf(EFORBIDDEN, "cannot %s user %s with key %s: %s", verb, before.ID, k.ID, why)
+		}
+	}
+	return nil
+}
+
+// outlives reports whether a key expiring at exp outlives a calling key expiring at held
+// (nil: never expires): never, when the calling key does not expire.
+func outlives(exp, held *int64) bool {
+	return held != nil && (exp == nil || *exp > *held)
 }
 
 // holds returns the caller's key's scopes and its effective level; nothing for a nil caller
@@ -137,4 +220,61 @@ func (c *Caller) holds() ([]string, Permission) {
 		return nil, ""
 	}
 	return c.Key.Scopes, c.Permissions
+}
+
+// expiresAt is the caller's key's expiry (nil: never, or no key: holds grants nothing then).
+func (c *Caller) expiresAt() *int64 {
+	if c == nil || c.Key == nil {
+		return nil
+	}
+	return c.Key.ExpiresAt
+}
+
+// ErrCallerChanged is the 409 of a write whose caller's key or user changed (scopes,
+// permissions, expires_at, sys_admin, support) after the request was authorized.
+var ErrCallerChanged = &Error{Code: ECONFLICT, Message: "the calling key or its user changed during the request; try again"}
+
+// recheckCaller re-reads, in the write transaction txn, the key and user of caller (as the
+// authorization middleware put them in the request's context) and returns an error unless
+// both are still as they were when the request was authorized: ErrUnknownKey if the key or
+// its user is gone, ErrExpiredKey if the key has expired at now, ErrCallerChanged if the
+// key's scopes, permissions or expires_at, or the user's sys_admin or support, differ. The
+// policy judges a request once its headers arrive; this makes its judgement hold at the
+// moment of the write. Reading both records also puts them in the transaction's read set, so
+// a revocation committed before this write commits makes it conflict and be judged again.
+//
+// A nil caller, or one without a key, is not an admin-API request (bootstrap, usage flush,
+// tests of the store) and is not rechecked.
+func recheckCaller(txn *badger.Txn, caller *Caller, now time.Time) error {
+	if caller == nil || caller.Key == nil {
+		return nil
+	}
+	k, err := getKey(txn, caller.Key.ID)
+	if ErrorCode(err) == ENOTFOUND {
+		return ErrUnknownKey
+	}
+	if err != nil {
+		return err
+	}
+	if k.Expired(now) {
+		return ErrExpiredKey
+	}
+	u, err := getUser(txn, k.UserID)
+	if ErrorCode(err) == ENOTFOUND {
+		return ErrUnknownKey
+	}
+	if err != nil {
+		return err
+	}
+	snap := caller.Key
+	if !slices.Equal(k.Scopes, snap.Scopes) || k.Permissions != snap.Permissions || !sameExpiry(k.ExpiresAt, snap.ExpiresAt) ||
+		k.UserID != snap.UserID || caller.User == nil || u.ID != caller.User.ID ||
+		u.SysAdmin != caller.User.SysAdmin || u.Support != caller.User.Support {
+		return ErrCallerChanged
+	}
+	return nil
+}
+
+func sameExpiry(a, b *int64) bool {
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
 }

@@ -1,8 +1,13 @@
 package keys
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestScopesCover(t *testing.T) {
@@ -11,8 +16,8 @@ func TestScopesCover(t *testing.T) {
 		want string
 		ok   bool
 	}{
-		// public covers everything, guest included (a deliberate difference from design §4's
-		// "guest only by guest": see ScopesCover).
+		// public covers everything, guest included (a deliberate choice,
+		// docs/keys.md#the-minting-cap: see ScopesCover).
 		{[]string{"public"}, "public", true},
 		{[]string{"public"}, "systems", true},
 		{[]string{"public"}, "systems.read", true},
@@ -146,7 +151,7 @@ func TestCallerCheckKeyChange(t *testing.T) {
 		})
 	}
 	var nobody *Caller
-	if err := nobody.CheckGrant(nil, PermissionUser); ErrorCode(err) != EFORBIDDEN {
+	if err := nobody.CheckGrant(nil, PermissionUser, nil); ErrorCode(err) != EFORBIDDEN {
 		t.Errorf("a nil caller granted a key: %v", err)
 	}
 	if nobody.IsAdmin() || (&Caller{Permissions: PermissionSupport}).IsAdmin() || !(&Caller{Permissions: PermissionAdminSupport}).IsAdmin() {
@@ -192,4 +197,254 @@ func TestCheckScopeLimits(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCallerLifetimeCap: a caller whose key expires at E may mint, or change a key into, only
+// a key that expires at E or before; a key that never expires, or outlives E, is stronger, so
+// the caller may neither change nor delete it. A caller whose key never expires is not limited.
+func TestCallerLifetimeCap(t *testing.T) {
+	at := func(v int64) *int64 { return &v }
+	const e = 1_795_000_000
+	expiring := &Caller{Key: &APIKey{ID: "caller", Scopes: []string{"api_keys"}, ExpiresAt: at(e)}, Permissions: PermissionAdmin}
+	permanent := &Caller{Key: &APIKey{ID: "caller", Scopes: []string{"api_keys"}}, Permissions: PermissionAdmin}
+	key := func(exp *int64) *APIKey {
+		return &APIKey{ID: "k1", Scopes: []string{"api_keys.read"}, Permissions: PermissionUser, ExpiresAt: exp}
+	}
+	outlives := "cannot grant a key that outlives the calling key (it expires at 1795000000)"
+	tests := []struct {
+		name          string
+		caller        *Caller
+		before, after *APIKey // before nil: a create
+		want          string
+		wantDelete    string // CheckKeyDelete(before), when before is set
+	}{
+		{"create a permanent key", expiring, nil, key(nil), outlives, ""},
+		{"create a key that outlives it", expiring, nil, key(at(e + 1)), outlives, ""},
+		{"create a key that expires with it", expiring, nil, key(at(e)), "", ""},
+		{"create a key that expires before it", expiring, nil, key(at(e - 3600)), "", ""},
+		{"a permanent caller creates a permanent key", permanent, nil, key(nil), "", ""},
+		{"make its own key permanent", expiring, key(at(e)), key(nil), outlives, ""},
+		{"extend its own key", expiring, key(at(e)), key(at(e + 1)), outlives, ""},
+		{"shorten its own key", expiring, key(at(e)), key(at(e - 1)), "", ""},
+		{"rename a permanent key", expiring, key(nil), key(nil),
+			"cannot change key k1: it outlives the calling key, which expires at 1795000000",
+			"cannot delete key k1: it outlives the calling key, which expires at 1795000000"},
+		{"shorten a key that outlives it", expiring, key(at(e + 10)), key(at(e)),
+			"cannot change key k1: it outlives the calling key, which expires at 1795000000",
+			"cannot delete key k1: it outlives the calling key, which expires at 1795000000"},
+		{"a permanent caller changes a permanent key", permanent, key(nil), key(at(e)), "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var err error
+			if tt.before == nil {
+				err = tt.caller.CheckGrant(tt.after.Scopes, tt.after.Permissions, tt.after.ExpiresAt)
+			} else {
+				err = tt.caller.CheckKeyChange(tt.before, tt.after)
+				derr := tt.caller.CheckKeyDelete(tt.before)
+				if got := ErrorMessage(derr); got != tt.wantDelete || (derr != nil && ErrorCode(derr) != EFORBIDDEN) {
+					t.Errorf("delete: err = %v (code %s), want %q", derr, ErrorCode(derr), tt.wantDelete)
+				}
+			}
+			if got := ErrorMessage(err); got != tt.want || (err != nil && ErrorCode(err) != EFORBIDDEN) {
+				t.Errorf("err = %v (code %s), want %q", err, ErrorCode(err), tt.want)
+			}
+		})
+	}
+}
+
+// TestCallerCheckKeyDelete: deleting a key needs the "before" half of the minting cap: the
+// scopes, level and lifetime of the key deleted must be within the caller's.
+func TestCallerCheckKeyDelete(t *testing.T) {
+	caller := &Caller{Key: &APIKey{ID: "caller", Scopes: []string{"api_keys"}}, Permissions: PermissionAdmin}
+	tests := []struct {
+		name string
+		k    *APIKey
+		want string
+	}{
+		{"a weaker key", &APIKey{ID: "k1", Scopes: []string{"api_keys.read"}, Permissions: PermissionUser}, ""},
+		{"itself", &APIKey{ID: "caller", Scopes: []string{"api_keys"}, Permissions: PermissionAdmin}, ""},
+		{"a public key", &APIKey{ID: "k1", Scopes: []string{"public"}, Permissions: PermissionAdmin},
+			"cannot delete key k1: it holds scope public, which the calling key does not hold"},
+		{"a key above its level", &APIKey{ID: "k1", Scopes: []string{"api_keys"}, Permissions: PermissionAdminSupport},
+			"cannot delete key k1: its permissions admin_support are above the calling key's admin"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := caller.CheckKeyDelete(tt.k)
+			if got := ErrorMessage(err); got != tt.want || (err != nil && ErrorCode(err) != EFORBIDDEN) {
+				t.Errorf("err = %v (code %s), want %q", err, ErrorCode(err), tt.want)
+			}
+		})
+	}
+	var nobody *Caller
+	if err := nobody.CheckKeyDelete(&APIKey{ID: "k1", Permissions: PermissionUser}); ErrorCode(err) != EFORBIDDEN {
+		t.Errorf("a nil caller deleted a key: %v", err)
+	}
+}
+
+// TestCallerCheckUserChange: an admin creates, changes and deletes only users at or below its
+// effective level, never raises one above it, and deletes a user only if it could delete each
+// of the user's keys.
+func TestCallerCheckUserChange(t *testing.T) {
+	admin := &Caller{Key: &APIKey{ID: "caller", Scopes: []string{"users"}}, Permissions: PermissionAdmin}
+	user := func(sysAdmin, support bool) *User { return &User{ID: "u1", SysAdmin: sysAdmin, Support: support} }
+	tests := []struct {
+		name          string
+		before, after *User
+		keys          []*APIKey
+		want          string
+	}{
+		{"create an admin", nil, user(true, false), nil, ""},
+		{"create an admin_support user", nil, user(true, true),
+			nil, "cannot give a user level admin_support: above the calling key's admin"},
+		{"promote a user to admin", user(false, false), user(true, false), nil, ""},
+		{"promote a user above itself", user(false, true), user(true, true), nil,
+			"cannot give a user level admin_support: above the calling key's admin"},
+		{"demote an admin_support user", user(true, true), user(false, false), nil,
+			"cannot change user u1: its level admin_support is above the calling key's admin"},
+		{"rename an admin_support user", user(true, true), user(true, true), nil,
+			"cannot change user u1: its level admin_support is above the calling key's admin"},
+		{"delete an admin", user(true, false), nil, nil, ""},
+		{"delete an admin_support user", user(true, true), nil, nil,
+			"cannot delete user u1: its level admin_support is above the calling key's admin"},
+		{"delete a user with a weaker key", user(false, false), nil,
+			[]*APIKey{{ID: "k1", Scopes: []string{"users.read"}, Permissions: PermissionUser}}, ""},
+		{"delete a user with a stronger key", user(true, false), nil,
+			[]*APIKey{{ID: "k1", Scopes: []string{"users.read"}}, {ID: "k2", Scopes: []string{"public"}, Permissions: PermissionAdmin}},
+			"cannot delete user u1 with key k2: it holds scope public, which the calling key does not hold"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := admin.CheckUserChange(tt.before, tt.after, tt.keys)
+			if got := ErrorMessage(err); got != tt.want || (err != nil && ErrorCode(err) != EFORBIDDEN) {
+				t.Errorf("err = %v (code %s), want %q", err, ErrorCode(err), tt.want)
+			}
+		})
+	}
+	var nobody *Caller
+	if err := nobody.CheckUserChange(nil, user(false, false), nil); ErrorCode(err) != EFORBIDDEN {
+		t.Errorf("a nil caller created a user: %v", err)
+	}
+}
+
+// TestWritesRecheckTheCaller: a write made for a caller re-reads the caller's key and user in
+// its transaction: it is refused, and writes nothing, once the key is deleted or expired, or
+// its scopes, permissions or expiry, or its user's flags, changed since the caller was read.
+// A change of anything else (a name, last_used_at) does not refuse it, and a write without a
+// caller is not rechecked.
+func TestWritesRecheckTheCaller(t *testing.T) {
+	var now atomic.Int64
+	now.Store(testNow.Unix())
+	s, err := OpenInMemory(WithClock(func() time.Time { return time.Unix(now.Load(), 0) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	f := seed(t, s, "example.com")
+	ctx := t.Context()
+	exp := testNow.Unix() + 3600
+
+	// callerFor creates an admin key for the admin user and returns a context carrying it as
+	// the authorization middleware would, with its key and user as read now.
+	n := 0
+	callerFor := func(t *testing.T) (context.Context, *APIKey) {
+		t.Helper()
+		n++
+		k := &APIKey{Name: fmt.Sprintf("caller %d", n), UserID: f.admin.ID, Scopes: []string{"public"}, Permissions: PermissionAdmin, ExpiresAt: &exp}
+		mustCreateKey(t, s, k)
+		u, err := s.GetUser(ctx, f.admin.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ContextWithCaller(ctx, &Caller{Key: k, User: u, Permissions: PermissionAdmin}), k
+	}
+	// write is a write a caller could make: a new key of the plain user.
+	write := func(ctx context.Context) error {
+		_, err := s.CreateKey(ctx, &APIKey{Name: "new " + newID("", 8), UserID: f.user.ID, Scopes: []string{"public"}})
+		return err
+	}
+	restoreAdmin := func(t *testing.T) {
+		t.Helper()
+		if _, err := s.ModifyUser(ctx, f.admin.ID, func(u *User) error { u.SysAdmin, u.Support = true, false; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	tests := []struct {
+		name   string
+		change func(t *testing.T, k *APIKey) error
+		want   error // nil: the write goes through
+	}{
+		{"nothing changed", func(*testing.T, *APIKey) error { return nil }, nil},
+		{"key renamed", func(t *testing.T, k *APIKey) error {
+			_, err := s.UpdateKey(ctx, k.ID, KeyUpdate{Name: ptr("renamed " + k.ID)})
+			return err
+		}, nil},
+		{"key used", func(t *testing.T, k *APIKey) error { return s.RecordUse(ctx, map[string]int64{k.ID: testNow.Unix()}) }, nil},
+		{"user renamed", func(t *testing.T, k *APIKey) error {
+			_, err := s.ModifyUser(ctx, f.admin.ID, func(u *User) error { u.Name = "Admin " + k.ID; return nil })
+			return err
+		}, nil},
+		{"key deleted", func(t *testing.T, k *APIKey) error { return s.DeleteKey(ctx, k.ID) }, ErrUnknownKey},
+		{"key expired", func(t *testing.T, k *APIKey) error { now.Store(exp); return nil }, ErrExpiredKey},
+		{"key narrowed", func(t *testing.T, k *APIKey) error {
+			_, err := s.UpdateKey(ctx, k.ID, KeyUpdate{Scopes: &[]string{"systems"}})
+			return err
+		}, ErrCallerChanged},
+		{"key lowered", func(t *testing.T, k *APIKey) error {
+			_, err := s.UpdateKey(ctx, k.ID, KeyUpdate{Permissions: ptr(PermissionSupport)})
+			return err
+		}, ErrCallerChanged},
+		{"key re-dated", func(t *testing.T, k *APIKey) error {
+			_, err := s.UpdateKey(ctx, k.ID, KeyUpdate{ExpiresAt: NullableInt64{Set: true}})
+			return err
+		}, ErrCallerChanged},
+		{"user demoted", func(t *testing.T, k *APIKey) error {
+			_, err := s.ModifyUser(ctx, f.admin.ID, func(u *User) error { u.SysAdmin = false; return nil })
+			return err
+		}, ErrCallerChanged},
+		{"user promoted", func(t *testing.T, k *APIKey) error {
+			_, err := s.ModifyUser(ctx, f.admin.ID, func(u *User) error { u.Support = true; return nil })
+			return err
+		}, ErrCallerChanged},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			defer now.Store(testNow.Unix())
+			defer restoreAdmin(t)
+			cctx, k := callerFor(t)
+			if err := tt.change(t, k); err != nil {
+				t.Fatal(err)
+			}
+			_, _, before := s.Counts(ctx)
+			err := write(cctx)
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("write: %v, want none", err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("write: %v (code %s), want %v", err, ErrorCode(err), tt.want)
+			}
+			if _, _, after := s.Counts(ctx); after != before {
+				t.Errorf("keys %d -> %d: the refused write stored a key", before, after)
+			}
+			// Every kind of write is rechecked, deletes included; one without a caller is not.
+			if err := s.DeleteUser(cctx, f.user.ID); !errors.Is(err, tt.want) {
+				t.Errorf("DeleteUser: %v, want %v", err, tt.want)
+			}
+			if err := write(ctx); err != nil {
+				t.Errorf("a write without a caller: %v", err)
+			}
+		})
+	}
+	t.Run("a caller without its user", func(t *testing.T) {
+		cctx, k := callerFor(t)
+		cctx = ContextWithCaller(cctx, &Caller{Key: k, Permissions: PermissionAdmin})
+		if err := write(cctx); !errors.Is(err, ErrCallerChanged) {
+			t.Errorf("write: %v, want %v", err, ErrCallerChanged)
+		}
+	})
 }

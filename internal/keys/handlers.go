@@ -12,9 +12,9 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
-// The admin API's Gin handlers (design §6). Each is a maker taking its dependencies; routes are
-// mapped in one place, internal/server/routes.go, behind the policy's authorization. Request
-// and response types are local to this file.
+// The admin API's Gin handlers (docs/http-api.md#admin-api). Each is a maker taking its
+// dependencies; routes are mapped in one place, internal/server/routes.go, behind the policy's
+// authorization. Request and response types are local to this file.
 
 // keyResponse is a key as the API shows it: x_api_key is the plaintext on create, else null.
 type keyResponse struct {
@@ -44,7 +44,7 @@ const maxListLimit = 10000
 
 // HandleListKeys lists keys: ?authority_id= (one domain), ?q= (name or description), ?limit=
 // (default 100) and ?offset=, with X-Total-Count, Content-Range and Link (rel="next") headers.
-func HandleListKeys(s *Store) gin.HandlerFunc {
+func HandleListKeys(s Service) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		limit, err := queryInt(c, "limit", 100)
 		if err != nil {
@@ -88,11 +88,14 @@ func setPageHeaders(c *gin.Context, unit string, offset, n, total, limit int) {
 		c.Header("Content-Range", fmt.Sprintf("%s */%d", unit, total))
 	}
 	if next := offset + n; n > 0 && next < total {
+		// Only the listing's own parameters are carried over: a key given as a URL parameter,
+		// under any name, must not be echoed in a response.
 		q := url.Values{}
-		for k, v := range c.Request.URL.Query() {
-			q[k] = v
+		for _, name := range []string{"authority_id", "q"} {
+			if v, ok := c.GetQuery(name); ok {
+				q.Set(name, v)
+			}
 		}
-		q.Del("api-key") // a key given as URL parameter must not be echoed in a response
 		q.Set("offset", strconv.Itoa(next))
 		q.Set("limit", strconv.Itoa(limit))
 		c.Header("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, c.Request.URL.Path, q.Encode()))
@@ -112,7 +115,7 @@ func queryInt(c *gin.Context, name string, def int) (int, error) {
 }
 
 // HandleCreateKey creates a key: 201 with the key and its plaintext in x_api_key, shown once.
-func HandleCreateKey(s *Store) gin.HandlerFunc {
+func HandleCreateKey(s Service) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var req createKeyRequest
 		if err := BindWriteJSON(c, &req); err != nil {
@@ -120,8 +123,9 @@ func HandleCreateKey(s *Store) gin.HandlerFunc {
 			return
 		}
 		// The minting cap (grant.go) on the key as it will be stored: an empty permission is
-		// stored as user. Malformed scopes are left to the store (400).
-		if err := CallerFrom(c.Request.Context()).CheckGrant(req.Scopes, cmp.Or(req.Permissions, PermissionUser)); err != nil {
+		// stored as user; a caller whose key expires mints only keys that expire no later.
+		// Malformed scopes are left to the store (400).
+		if err := CallerFrom(c.Request.Context()).CheckGrant(req.Scopes, cmp.Or(req.Permissions, PermissionUser), req.ExpiresAt); err != nil {
 			WriteError(c, err)
 			return
 		}
@@ -140,7 +144,7 @@ func HandleCreateKey(s *Store) gin.HandlerFunc {
 }
 
 // HandleShowKey shows one key (x_api_key null), or 404.
-func HandleShowKey(s *Store) gin.HandlerFunc {
+func HandleShowKey(s Service) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		k, err := s.GetKey(c.Request.Context(), c.Param("id"))
 		if err != nil {
@@ -156,7 +160,7 @@ func HandleShowKey(s *Store) gin.HandlerFunc {
 // to mint the key both as it is and as it will be (grant.go): an update can neither widen a
 // key, the caller's own included, nor touch a key stronger than the caller. The check runs in
 // the store's transaction, against the record the update replaces.
-func HandleUpdateKey(s *Store) gin.HandlerFunc {
+func HandleUpdateKey(s Service) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var req updateKeyRequest
 		if err := BindWriteJSON(c, &req); err != nil {
@@ -176,9 +180,11 @@ func HandleUpdateKey(s *Store) gin.HandlerFunc {
 }
 
 // HandleDeleteKey deletes a key: 202 with no body; the key is refused from the next request on.
-func HandleDeleteKey(s *Store) gin.HandlerFunc {
+// The caller must be able to mint the key as it is (the minting cap, grant.go): no key deletes
+// a stronger one. The check runs in the store's transaction, against the record deleted.
+func HandleDeleteKey(s Service) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		if err := s.DeleteKey(c.Request.Context(), c.Param("id")); err != nil {
+		if err := s.DeleteKey(c.Request.Context(), c.Param("id"), CallerFrom(c.Request.Context()).CheckKeyDelete); err != nil {
 			WriteError(c, err)
 			return
 		}
@@ -233,7 +239,7 @@ func (r domainRequest) apply(d *Domain) {
 }
 
 // HandleListDomains lists every domain.
-func HandleListDomains(s *Store) gin.HandlerFunc {
+func HandleListDomains(s Service) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		list, err := s.ListDomains(c.Request.Context())
 		if err != nil {
@@ -246,7 +252,7 @@ func HandleListDomains(s *Store) gin.HandlerFunc {
 }
 
 // HandleCreateDomain creates a domain: 201 with the record.
-func HandleCreateDomain(s *Store) gin.HandlerFunc {
+func HandleCreateDomain(s Service) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var req domainRequest
 		if err := BindWriteJSON(c, &req); err != nil {
@@ -264,7 +270,7 @@ func HandleCreateDomain(s *Store) gin.HandlerFunc {
 }
 
 // HandleShowDomain shows one domain, or 404.
-func HandleShowDomain(s *Store) gin.HandlerFunc {
+func HandleShowDomain(s Service) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		d, err := s.GetDomain(c.Request.Context(), c.Param("id"))
 		if err != nil {
@@ -275,21 +281,21 @@ func HandleShowDomain(s *Store) gin.HandlerFunc {
 	}
 }
 
-// HandleUpdateDomain changes the fields given (PATCH and PUT alike).
-func HandleUpdateDomain(s *Store) gin.HandlerFunc {
+// HandleUpdateDomain changes the fields given (PATCH and PUT alike). The fields are applied in
+// the store's transaction to the record they replace, so concurrent PATCHes of different
+// fields all survive.
+func HandleUpdateDomain(s Service) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var req domainRequest
 		if err := BindWriteJSON(c, &req); err != nil {
 			WriteError(c, err)
 			return
 		}
-		d, err := s.GetDomain(c.Request.Context(), c.Param("id"))
+		d, err := s.ModifyDomain(c.Request.Context(), c.Param("id"), func(d *Domain) error {
+			req.apply(d)
+			return nil
+		})
 		if err != nil {
-			WriteError(c, err)
-			return
-		}
-		req.apply(d)
-		if err := s.UpdateDomain(c.Request.Context(), d); err != nil {
 			WriteError(c, err)
 			return
 		}
@@ -298,9 +304,14 @@ func HandleUpdateDomain(s *Store) gin.HandlerFunc {
 }
 
 // HandleDeleteDomain deletes a domain with its users and their keys: 202.
-func HandleDeleteDomain(s *Store) gin.HandlerFunc {
+func HandleDeleteDomain(s Service) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		if err := s.DeleteDomain(c.Request.Context(), c.Param("id")); err != nil {
+		// Deleting a domain deletes its users and their keys: the caller must be able to
+		// delete each of them (grant.go), or a key scoped to domains alone could remove keys
+		// stronger than itself, the bootstrap key among them.
+		caller := CallerFrom(c.Request.Context())
+		check := func(u *User, keys []*APIKey) error { return caller.CheckUserChange(u, nil, keys) }
+		if err := s.DeleteDomain(c.Request.Context(), c.Param("id"), check); err != nil {
 			WriteError(c, err)
 			return
 		}
@@ -318,6 +329,7 @@ type userRequest struct {
 }
 
 func (r userRequest) apply(u *User) {
+	setIf(&u.AuthorityID, r.AuthorityID)
 	setIf(&u.Name, r.Name)
 	setIf(&u.Email, r.Email)
 	setIf(&u.SysAdmin, r.SysAdmin)
@@ -326,9 +338,9 @@ func (r userRequest) apply(u *User) {
 }
 
 // HandleListUsers lists users, of one domain with ?authority_id=. A caller below admin level
-// sees only its own domain's users (design §4): no authority_id means its own, and another
-// domain's is a 403. Admins list any domain, or all of them (design §6).
-func HandleListUsers(s *Store) gin.HandlerFunc {
+// sees only its own domain's users: no authority_id means its own, and another domain's is a
+// 403. Admins list any domain, or all of them (docs/http-api.md#who-may-call-it).
+func HandleListUsers(s Service) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		authority := c.Query("authority_id")
 		if caller := CallerFrom(c.Request.Context()); !caller.IsAdmin() {
@@ -353,8 +365,9 @@ func HandleListUsers(s *Store) gin.HandlerFunc {
 	}
 }
 
-// HandleCreateUser creates a user in the domain authority_id: 201 with the record.
-func HandleCreateUser(s *Store) gin.HandlerFunc {
+// HandleCreateUser creates a user in the domain authority_id: 201 with the record. The user's
+// level (sys_admin, support) may not be above the caller's effective level (grant.go).
+func HandleCreateUser(s Service) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var req userRequest
 		if err := BindWriteJSON(c, &req); err != nil {
@@ -362,8 +375,11 @@ func HandleCreateUser(s *Store) gin.HandlerFunc {
 			return
 		}
 		u := &User{}
-		setIf(&u.AuthorityID, req.AuthorityID)
 		req.apply(u)
+		if err := CallerFrom(c.Request.Context()).CheckUserChange(nil, u, nil); err != nil {
+			WriteError(c, err)
+			return
+		}
 		if err := s.CreateUser(c.Request.Context(), u); err != nil {
 			WriteError(c, err)
 			return
@@ -385,8 +401,9 @@ func HandleCurrentUser() gin.HandlerFunc {
 }
 
 // HandleShowUser shows one user, or 404. To a caller below admin level a user of another
-// domain is a 404 like a missing one, so that ids cannot be probed for existence (design §4).
-func HandleShowUser(s *Store) gin.HandlerFunc {
+// domain is a 404 like a missing one, so that ids cannot be probed for existence
+// (docs/http-api.md#who-may-call-it).
+func HandleShowUser(s Service) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		id := c.Param("id")
 		u, err := s.GetUser(c.Request.Context(), id)
@@ -403,13 +420,19 @@ func HandleShowUser(s *Store) gin.HandlerFunc {
 }
 
 // HandleUpdateUser changes the fields given (PATCH and PUT alike). A user cannot move to another
-// domain: its keys belong to its domain. A caller below admin level may change only its own
-// user's name and email (design §4, as PlaceOS applies the other fields for admins only): a
-// change to sys_admin, support, groups or authority_id is a 403 naming them, and nothing is
-// stored. A field sent with its stored value is not a change, so a client may PUT back the
-// record it read. The comparison runs in the store's transaction, against the record the
-// update replaces: a concurrent demotion cannot be undone by a write that read the user before.
-func HandleUpdateUser(s *Store) gin.HandlerFunc {
+// domain (Service.ModifyUser refuses it). A caller below admin level may change only its own
+// user's name and email (docs/http-api.md#who-may-call-it, as PlaceOS applies the other fields
+// for admins only): a change to sys_admin, support, groups or authority_id is a 403 naming
+// them, and nothing is stored. A field sent with its stored value is not a change, so a client
+// may PUT back the record it read. The comparison runs in the store's transaction, against the
+// record the update replaces: a concurrent demotion cannot be undone by a write that read the
+// user before.
+//
+// An admin may change a user only if the user's level, before and after, is at most the
+// caller's effective level (grant.go): an admin key cannot demote, or raise above itself, a user
+// above its level. A caller's change of its own name and email only is self-service and
+// allowed whatever its user's level.
+func HandleUpdateUser(s Service) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var req userRequest
 		if err := BindWriteJSON(c, &req); err != nil {
@@ -426,10 +449,14 @@ func HandleUpdateUser(s *Store) gin.HandlerFunc {
 					return Errorf(EFORBIDDEN, "only an admin may change %s", strings.Join(fields, ", "))
 				}
 			}
-			if req.AuthorityID != nil && *req.AuthorityID != u.AuthorityID {
-				return validationFailed([]Failure{{Field: "authority_id", Reason: "cannot be changed"}})
-			}
+			selfService := caller != nil && caller.User != nil && caller.User.ID == u.ID && len(req.adminFieldsChanged(u)) == 0
+			before := *u
+			// A changed authority_id is applied too: the store refuses it (422), inside the
+			// transaction, the one place that rule lives.
 			req.apply(u)
+			if !selfService {
+				return caller.CheckUserChange(&before, u, nil)
+			}
 			return nil
 		})
 		if err != nil {
@@ -475,10 +502,14 @@ func (c *Caller) domainID() string {
 	return c.Key.AuthorityID
 }
 
-// HandleDeleteUser deletes a user and its keys: 202.
-func HandleDeleteUser(s *Store) gin.HandlerFunc {
+// HandleDeleteUser deletes a user and its keys: 202. The user's level must be at most the
+// caller's effective level, and the caller must be able to delete each of its keys (the
+// minting cap): deleting a user deletes its keys. The check runs in the store's transaction.
+func HandleDeleteUser(s Service) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		if err := s.DeleteUser(c.Request.Context(), c.Param("id")); err != nil {
+		caller := CallerFrom(c.Request.Context())
+		check := func(u *User, keys []*APIKey) error { return caller.CheckUserChange(u, nil, keys) }
+		if err := s.DeleteUser(c.Request.Context(), c.Param("id"), check); err != nil {
 			WriteError(c, err)
 			return
 		}

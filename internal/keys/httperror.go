@@ -34,6 +34,8 @@ func ErrorStatus(err error) int {
 		return http.StatusUnprocessableEntity
 	case EUNSUPPORTED:
 		return http.StatusUnsupportedMediaType
+	case EINSUFFICIENT:
+		return http.StatusInsufficientStorage
 	default:
 		return http.StatusInternalServerError
 	}

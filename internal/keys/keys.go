@@ -2,7 +2,6 @@ package keys
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -186,31 +185,3 @@ func newID(prefix string, n int) string {
 
 func newDomainID() string { return newID("authority-", 14) }
 func newUserID() string   { return newID("user-", 14) }
-
-// Service is what the HTTP handlers and the authorizer need from a store; *Store implements
-// it, and tests may use a hand-written mock. The error codes of each method are documented on
-// Store.
-type Service interface {
-	CreateDomain(ctx context.Context, d *Domain) error
-	GetDomain(ctx context.Context, id string) (*Domain, error)
-	DomainByHost(ctx context.Context, host string) (*Domain, error)
-	ListDomains(ctx context.Context) ([]*Domain, error)
-	UpdateDomain(ctx context.Context, d *Domain) error
-	DeleteDomain(ctx context.Context, id string) error
-
-	CreateUser(ctx context.Context, u *User) error
-	GetUser(ctx context.Context, id string) (*User, error)
-	ListUsers(ctx context.Context, authorityID string) ([]*User, error)
-	UpdateUser(ctx context.Context, u *User) error
-	DeleteUser(ctx context.Context, id string) error
-
-	CreateKey(ctx context.Context, k *APIKey) (Secret, error)
-	GetKey(ctx context.Context, id string) (*APIKey, error)
-	KeyForAuth(ctx context.Context, id string) (*APIKey, *User, *Domain, error)
-	ListKeys(ctx context.Context, f KeyFilter) ([]*APIKey, int, error)
-	UpdateKey(ctx context.Context, id string, u KeyUpdate) (*APIKey, error)
-	DeleteKey(ctx context.Context, id string) error
-
-	Authenticate(ctx context.Context, plaintext string, now time.Time) (*AuthResult, error)
-	Counts(ctx context.Context) (domains, users, keys int)
-}

@@ -13,7 +13,7 @@ import (
 )
 
 // Key material: a key string is "<id>.<secret>", id 32 lowercase hex characters, secret 32
-// random bytes as 43 characters of unpadded base64url (design §2).
+// random bytes as 43 characters of unpadded base64url (docs/keys.md#key-format).
 const (
 	idLen     = 32
 	secretLen = 43

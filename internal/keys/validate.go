@@ -31,6 +31,7 @@ const (
 	reasonTaken    = "has already been taken"
 	reasonInvalid  = "is invalid"
 	reasonMissing  = "does not exist"
+	reasonFixed    = "cannot be changed"
 	reasonTooLong  = "is too long (maximum is 255 characters)"
 	reasonFuture   = "must be in the future"
 )

@@ -1,6 +1,7 @@
 package opa
 
 import (
+	"net/url"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -28,8 +29,11 @@ import (
 //     not collapse it), or ends in '.' (Windows and some frameworks strip a trailing dot);
 //   - after decoding it is not valid UTF-8 (overlong forms such as "%C0%AF" for '/'), or holds
 //     a non-ASCII character whose NFKC form contains an ASCII character (the fullwidth solidus
-//     U+FF0F is "/", U+2024 is ".", the Kelvin sign is "K"): a backend that normalises Unicode
-//     reads another path.
+//     U+FF0F is "/", U+2024 is ".", the Kelvin sign is "K"), or whose upper case, lower case or
+//     case folding is ASCII (the dotless ı upper-cases to "I", ſ folds to "s"): a backend that
+//     normalises Unicode or compares paths case-insensitively reads another path;
+//   - its query is one Go's parser skips part of (a ';', an invalid escape): other parsers
+//     split on ';' or keep the pair, and read parameters the policy did not see.
 //
 // Only a path that every reader takes the same way gets to the policy, whose literal segments
 // then match case-insensitively (the stricter reading of a case-insensitive backend).
@@ -40,7 +44,16 @@ func Ambiguous(target string) string {
 	if strings.IndexByte(target, '#') >= 0 {
 		return "holds '#'"
 	}
-	raw, _, _ := strings.Cut(target, "?")
+	raw, rawQuery, _ := strings.Cut(target, "?")
+	// A query that Go's parser skips part of (a ';', an invalid escape, too many pairs) is one
+	// that other parsers read differently: Crystal's and older Rack's split on ';' and keep a
+	// pair Go drops, so "?channel=/admin/x;z&channel=/guest/ok" would be judged on the guest
+	// channel alone while the backend publishes to the first.
+	if rawQuery != "" {
+		if _, err := url.ParseQuery(rawQuery); err != nil {
+			return "a query that parsers read differently"
+		}
+	}
 	for i := 0; i+2 < len(raw); i++ {
 		if raw[i] == '%' && (raw[i+1] == '2' && (raw[i+2] == 'f' || raw[i+2] == 'F') ||
 			raw[i+1] == '5' && (raw[i+2] == 'c' || raw[i+2] == 'C')) {
@@ -96,6 +109,9 @@ func ambiguousUnicode(decoded string) string {
 		if unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError {
 			return "holds a control character or white space"
 		}
+		if caseMapsToASCII(r) {
+			return "holds a character whose case mapping is ASCII"
+		}
 		var buf [utf8.UTFMax]byte
 		n := utf8.EncodeRune(buf[:], r)
 		if form := norm.NFKC.Bytes(buf[:n]); hasASCII(form) {
@@ -103,6 +119,21 @@ func ambiguousUnicode(decoded string) string {
 		}
 	}
 	return ""
+}
+
+// caseMapsToASCII reports whether r's upper case, lower case or any rune of its case-folding
+// orbit is ASCII: a router that compares paths case-insensitively (strings.EqualFold folds ſ
+// to s and K to k) reads it as that ASCII letter.
+func caseMapsToASCII(r rune) bool {
+	if unicode.ToUpper(r) < utf8.RuneSelf || unicode.ToLower(r) < utf8.RuneSelf {
+		return true
+	}
+	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+		if f < utf8.RuneSelf {
+			return true
+		}
+	}
+	return false
 }
 
 func hasASCII(b []byte) bool {

@@ -16,8 +16,7 @@ func TestAmbiguous(t *testing.T) {
 		{"/", false},
 		{"/api/engine/v2/api_keys", false},
 		{"/api/engine/v2/api_keys/", false},
-		{"/api/engine/v2/API_KEYS", false},                  // case is the policy's business: literals match in any case
-		{"/api/engine/v2/api_keys?authority_id=a;b", false}, // ';' in the query only
+		{"/api/engine/v2/API_KEYS", false}, // case is the policy's business: literals match in any case
 		{"/api/engine/v2/systems/sys-1?x=%25", false},
 		{"/api/engine/v2/systems/%73ys-1", false}, // an escaped letter decodes once, to a letter
 		{"/metadata/caf%C3%A9", false},
@@ -58,6 +57,13 @@ func TestAmbiguous(t *testing.T) {
 		{"/api/engine/v2/%ff", true},                    // invalid UTF-8
 		{"/api/engine/v2/a%zz", true},                   // a '%' that is no escape stays a '%'
 		{"/api/engine/v2/a%", true},
+		{"/api/engine/v2/ap%C4%B1_keys", true}, // dotless ı, upper case I
+		{"/api/engine/v2/api_İeys", true},      // İ, lower case i
+		{"/api/engine/v2/ſystems", true},       // long s, folds to s
+		{"/api/engine/v2/signal?channel=/admin/x;z&channel=/guest/ok", true},
+		{"/api/engine/v2/signal?channel=/admin/x%zz&channel=/guest/ok", true},
+		{"/api/engine/v2/signal?channel=%2Fguest%2Fok&channel=/guest/x", false},
+		{"/api/engine/v2/systems?q=a+b&limit=10", false},
 		{"api/engine/v2", true},
 		{"*", true},
 		{"", true},

@@ -41,7 +41,7 @@ func BenchmarkDecide(b *testing.B) {
 			ctx := context.Background()
 			b.ReportAllocs()
 			for b.Loop() {
-				if d := e.Decide(ctx, tc.in); d.Status == 500 {
+				if d := e.Decide(ctx, tc.in).Decision; d.Status == 500 {
 					b.Fatalf("decision failed: %+v", d)
 				}
 			}

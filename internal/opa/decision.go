@@ -8,6 +8,23 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 )
 
+// Decision is data.keyauthz.decision (docs/policy-contract.md#output). The zero value is a deny.
+// The policy's answer is read strictly (decisionFromResultSet, below): anything else is a fault.
+type Decision struct {
+	Allow       bool   `json:"allow"`
+	Status      int    `json:"status"`
+	Message     string `json:"message"`
+	Route       Route  `json:"route"`
+	Permissions string `json:"permissions"`
+}
+
+// Route is what the route table says about the matched route.
+type Route struct {
+	Resource string `json:"resource"`
+	Access   string `json:"access"`
+	Gate     string `json:"gate"`
+}
+
 // Keys of the decision object, shared so that lookups do not allocate.
 var (
 	keyAllow       = ast.StringTerm("allow")

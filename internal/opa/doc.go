@@ -3,6 +3,19 @@
 // data.keyauthz.decision once, evaluates typed Input against it, turns every failure into a
 // deny, and hot-swaps to a new policy atomically on reload. A Reloader watches a bundle or a
 // policy folder and swaps in each good version, keeping the last good one on a bad one.
+// docs/architecture.md describes how it fits in, docs/policy-contract.md what the policy sees
+// and answers.
 //
-// It also normalises request paths (NormalizePath, SplitURI) into the shape the policy expects.
+// Where things are:
+//
+//   - engine.go: Engine (New, Swap, Policy, Revision) and Decide, the one decision entry point.
+//   - compile.go: a policy compiled and its decision query prepared, once per load.
+//   - input.go: Input, the typed policy input, and its conversion to a Rego value.
+//   - decision.go: Decision, and the strict reading of the policy's answer (fail closed).
+//   - routes.go: the route index built from the route table (WithRouteIndex), ScopeNames.
+//   - load.go: reading a policy (Builtin, LoadDir, LoadBundle, signatures, revisions).
+//   - source.go: Source, where a policy comes from, and how a change to it is noticed.
+//   - reloader.go: Reloader, which keeps an Engine in step with a Source.
+//   - normalize.go, ambiguous.go: request paths as the policy expects them (NormalizePath,
+//     SplitURI), and the paths refused before it runs (Ambiguous).
 package opa

@@ -7,13 +7,11 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
-	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
-	"github.com/open-policy-agent/opa/v1/storage"
-	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
@@ -25,9 +23,6 @@ const (
 	// DefaultTimeout bounds one evaluation when Options.Timeout is zero.
 	DefaultTimeout = 250 * time.Millisecond
 )
-
-// indexPath is where the materialised route index goes in the data (data.keyauthz.routes.index).
-var indexPath = []string{"keyauthz", "routes", "index"}
 
 // failed is the decision for every engine fault: a deny that can never become an allow.
 var failed = Decision{Allow: false, Status: 500, Message: "policy evaluation failed"}
@@ -101,31 +96,87 @@ func (e *Engine) Revision() string {
 	return ""
 }
 
-// Decide evaluates the policy for in. Any failure (no policy, evaluation error, timeout,
-// undefined, multiple or malformed result) is a deny with status 500, logged with its cause.
-func (e *Engine) Decide(ctx context.Context, in *Input) Decision {
-	d, err := e.DecideWithError(ctx, in)
-	if err != nil {
-		e.logFailure(ctx, in, err)
-		return failed
-	}
-	return d
+// Policy identifies one loaded policy: its revision and the load it came from. Two Policy
+// values are equal only when they name the same load, so a reload of a bundle under an unchanged
+// manifest revision is still a different Policy (the decision cache is keyed on it). A Policy
+// does not keep its policy in memory, and it stays unequal to every later load even after its
+// own policy is gone. The zero Policy is "no policy".
+type Policy struct {
+	Revision string
+	st       weak.Pointer[state]
 }
 
-// DecideWithError is Decide that also returns the cause of a failure; on error the Decision is
-// the 500 deny that Decide returns. It does not log.
-func (e *Engine) DecideWithError(ctx context.Context, in *Input) (Decision, error) {
+// Policy returns the policy in use now (the zero Policy when none is loaded).
+func (e *Engine) Policy() Policy {
 	if e == nil {
-		return failed, errors.New("opa: no engine")
+		return Policy{}
 	}
-	return e.decideState(ctx, e.state.Load(), in)
+	return policyOf(e.state.Load())
 }
 
-func (e *Engine) logFailure(ctx context.Context, in *Input, err error) {
-	if e == nil || e.logger == nil {
+func policyOf(st *state) Policy {
+	if st == nil {
+		return Policy{}
+	}
+	return Policy{Revision: st.revision, st: weak.Make(st)}
+}
+
+// Result is the outcome of one evaluation.
+type Result struct {
+	// Decision is the policy's answer or, on any failure, the deny with status 500 and message
+	// "policy evaluation failed" (docs/architecture.md#fail-closed).
+	Decision Decision
+	// Policy is the policy that was evaluated, read once, so that a concurrent Swap cannot make
+	// Decision and Policy disagree; the zero Policy when none is loaded.
+	Policy Policy
+	// Err is the cause of a failure (no engine, no policy, nil input, evaluation error, time-out,
+	// undefined, multiple or malformed result), already logged; nil when the policy decided.
+	Err error
+}
+
+// Decide evaluates the policy for in, with the engine's time-out. It is the engine's one
+// decision entry point: callers that only serve the answer read Result.Decision, which is a
+// deny on every failure; the credential path also keys its cache on Result.Policy; the decide
+// command and tests report Result.Err. Every failure is logged here, with its cause.
+func (e *Engine) Decide(ctx context.Context, in *Input) Result {
+	if e == nil {
+		return Result{Decision: failed, Err: errors.New("opa: no engine")}
+	}
+	st := e.state.Load()
+	d, err := e.decideState(ctx, st, in)
+	if err != nil {
+		e.logFailure(ctx, st, in, err)
+		d = failed
+	}
+	return Result{Decision: d, Policy: policyOf(st), Err: err}
+}
+
+// decideState evaluates in against one compiled policy, with the engine's time-out.
+func (e *Engine) decideState(ctx context.Context, st *state, in *Input) (Decision, error) {
+	if st == nil {
+		return failed, errors.New("opa: no policy loaded")
+	}
+	if in == nil {
+		return failed, errors.New("opa: nil input")
+	}
+	timeout := e.timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return st.eval(ctx, in.astValue())
+}
+
+func (e *Engine) logFailure(ctx context.Context, st *state, in *Input, err error) {
+	if e.logger == nil {
 		return
 	}
-	attrs := []slog.Attr{slog.String("revision", e.Revision()), slog.Any("err", err)}
+	revision := ""
+	if st != nil {
+		revision = st.revision
+	}
+	attrs := []slog.Attr{slog.String("revision", revision), slog.Any("err", err)}
 	if in != nil {
 		attrs = append(attrs,
 			slog.String("method", in.Request.Method),
@@ -161,141 +212,4 @@ func (st *state) eval(ctx context.Context, input ast.Value) (Decision, error) {
 		return failed, fmt.Errorf("opa: evaluate: %w", err)
 	}
 	return decisionFromResultSet(rs)
-}
-
-// termResult makes rego hand back the result term itself instead of converting it to Go values.
-func termResult(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }
-
-// compile builds a complete, immutable state from b, or explains why it cannot.
-func compile(ctx context.Context, b *bundle.Bundle) (*state, error) {
-	if b == nil {
-		return nil, errors.New("opa: no policy bundle")
-	}
-	if err := checkRegoVersion(b); err != nil {
-		return nil, err
-	}
-	rev, err := revisionOf(b)
-	if err != nil {
-		return nil, err
-	}
-	compiler, data, err := compileWithIndex(ctx, b)
-	if err != nil {
-		return nil, fmt.Errorf("opa: policy %s: %w", rev, err)
-	}
-	store := inmem.NewFromObjectWithOpts(data,
-		inmem.OptRoundTripOnWrite(false),
-		inmem.OptReturnASTValuesOnRead(true))
-
-	pq, err := rego.New(
-		rego.Query(DecisionQuery),
-		rego.Compiler(compiler),
-		rego.Store(store),
-		rego.StrictBuiltinErrors(true),
-	).PrepareForEval(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("opa: policy %s: prepare %s: %w", rev, DecisionQuery, err)
-	}
-	st := &state{
-		revision: rev,
-		query:    pq,
-		static: [3]rego.EvalOption{
-			rego.EvalMetrics(metrics.NoOp()),
-			rego.EvalInstrument(false),
-			rego.EvalGenerateJSON(termResult),
-		},
-	}
-	vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := st.eval(vctx, (&Input{}).astValue()); err != nil {
-		return nil, fmt.Errorf("opa: policy %s does not decide on an empty input: %w", rev, err)
-	}
-	return st, nil
-}
-
-// compileWithIndex compiles b's modules (Rego v1, strict, as `opa check --strict`) and returns
-// the compiler and b's data with the route index materialised at data.keyauthz.routes.index:
-// IndexQuery evaluated once against b's own table. b is not modified. Both the engine and the
-// bundle builder (WithRouteIndex) load policies through it, so what builds also loads.
-func compileWithIndex(ctx context.Context, b *bundle.Bundle) (*ast.Compiler, map[string]any, error) {
-	modules := make(map[string]*ast.Module, len(b.Modules))
-	for _, m := range b.Modules {
-		if m.Parsed == nil {
-			return nil, nil, fmt.Errorf("module %s is not parsed", m.Path)
-		}
-		modules[m.Path] = m.Parsed
-	}
-	if len(modules) == 0 {
-		return nil, nil, errors.New("no Rego modules")
-	}
-	compiler := ast.NewCompiler().
-		WithDefaultRegoVersion(ast.RegoV1).
-		WithStrict(true).
-		WithEnablePrintStatements(false)
-	if compiler.Compile(modules); compiler.Failed() {
-		return nil, nil, fmt.Errorf("compile: %w", compiler.Errors)
-	}
-	index, err := buildIndex(ctx, compiler, b.Data)
-	if err != nil {
-		return nil, nil, err
-	}
-	data, err := withValueAt(b.Data, indexPath, index)
-	if err != nil {
-		return nil, nil, err
-	}
-	return compiler, data, nil
-}
-
-// buildIndex evaluates IndexQuery once against the policy's own data.
-func buildIndex(ctx context.Context, compiler *ast.Compiler, data map[string]any) (any, error) {
-	if data == nil {
-		data = map[string]any{}
-	}
-	store := inmem.NewFromObjectWithOpts(data, inmem.OptRoundTripOnWrite(false))
-	rs, err := rego.New(
-		rego.Query(IndexQuery),
-		rego.Compiler(compiler),
-		rego.Store(store),
-		rego.StrictBuiltinErrors(true),
-	).Eval(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("build route index (%s): %w", IndexQuery, err)
-	}
-	switch {
-	case len(rs) == 0:
-		return nil, fmt.Errorf("build route index: %s is undefined", IndexQuery)
-	case len(rs) > 1 || len(rs[0].Expressions) != 1:
-		return nil, fmt.Errorf("build route index: %s has %d results", IndexQuery, len(rs))
-	}
-	return rs[0].Expressions[0].Value, nil
-}
-
-// withValueAt returns a copy of data with v at path, copying only the maps along the path,
-// so that the caller's bundle is never modified.
-func withValueAt(data map[string]any, path []string, v any) (map[string]any, error) {
-	root := make(map[string]any, len(data)+1)
-	for k, x := range data {
-		root[k] = x
-	}
-	cur := root
-	for i, key := range path {
-		if i == len(path)-1 {
-			cur[key] = v
-			break
-		}
-		var next map[string]any
-		switch x := cur[key].(type) {
-		case nil:
-			next = map[string]any{}
-		case map[string]any:
-			next = make(map[string]any, len(x)+1)
-			for k, y := range x {
-				next[k] = y
-			}
-		default:
-			return nil, fmt.Errorf("data at %s is a %T, not an object", storage.Path(path[:i+1]), x)
-		}
-		cur[key] = next
-		cur = next
-	}
-	return root, nil
 }

@@ -3,7 +3,6 @@ package opa
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"github.com/keyauthz/keyauthz/internal/testutil"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
 )
 
@@ -111,15 +109,15 @@ func TestDecide(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.note, func(t *testing.T) {
 			t.Parallel()
-			got, err := e.DecideWithError(t.Context(), &tc.in)
-			if err != nil {
-				t.Fatalf("DecideWithError: %v", err)
+			res := e.Decide(t.Context(), &tc.in)
+			if res.Err != nil {
+				t.Fatalf("Decide: %v", res.Err)
 			}
-			if diff := cmp.Diff(tc.want, got); diff != "" {
+			if diff := cmp.Diff(tc.want, res.Decision); diff != "" {
 				t.Errorf("decision (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff(tc.want, e.Decide(t.Context(), &tc.in)); diff != "" {
-				t.Errorf("Decide (-want +got):\n%s", diff)
+			if res.Policy != e.Policy() || res.Policy.Revision != e.Revision() {
+				t.Errorf("Decide named policy %q, want the one in use, %q", res.Policy.Revision, e.Revision())
 			}
 		})
 	}
@@ -161,15 +159,15 @@ func TestDecideFailsClosed(t *testing.T) {
 			if tc.path == "/slow" {
 				e = short
 			}
-			got, err := e.DecideWithError(t.Context(), in)
-			if diff := cmp.Diff(tc.want, got); diff != "" {
-				t.Errorf("DecideWithError (-want +got):\n%s", diff)
-			}
-			if (err != nil) != (tc.want.Status == 500) {
-				t.Errorf("DecideWithError error = %v, want an error iff status 500", err)
-			}
-			if diff := cmp.Diff(tc.want, e.Decide(t.Context(), in)); diff != "" {
+			res := e.Decide(t.Context(), in)
+			if diff := cmp.Diff(tc.want, res.Decision); diff != "" {
 				t.Errorf("Decide (-want +got):\n%s", diff)
+			}
+			if (res.Err != nil) != (tc.want.Status == 500) {
+				t.Errorf("Decide error = %v, want an error iff status 500", res.Err)
+			}
+			if res.Policy != e.Policy() {
+				t.Errorf("Decide named policy %q, want the one evaluated, %q", res.Policy.Revision, e.Revision())
 			}
 		})
 	}
@@ -178,7 +176,8 @@ func TestDecideFailsClosed(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
 		in := &Input{Request: request("GET", "/allow"), Key: keyWith("r")}
-		got, err := e.DecideWithError(ctx, in)
+		res := e.Decide(ctx, in)
+		got, err := res.Decision, res.Err
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("error = %v, want context.Canceled", err)
 		}
@@ -202,16 +201,24 @@ func TestDecideWithoutPolicy(t *testing.T) {
 	in := &Input{Request: request("GET", "/systems"), Key: keyWith("systems")}
 	var nilEngine *Engine
 	for name, e := range map[string]*Engine{"nil": nilEngine, "zero": {}} {
-		if diff := cmp.Diff(denied500, e.Decide(t.Context(), in)); diff != "" {
+		res := e.Decide(t.Context(), in)
+		if diff := cmp.Diff(denied500, res.Decision); diff != "" {
 			t.Errorf("%s engine (-want +got):\n%s", name, diff)
+		}
+		if res.Err == nil || res.Policy != (Policy{}) {
+			t.Errorf("%s engine: error %v, policy %+v; want an error and no policy", name, res.Err, res.Policy)
 		}
 		if got := e.Revision(); got != "" {
 			t.Errorf("%s engine Revision() = %q, want \"\"", name, got)
 		}
 	}
 	e := newTestEngine(t, "a", Options{})
-	if diff := cmp.Diff(denied500, e.Decide(t.Context(), nil)); diff != "" {
+	res := e.Decide(t.Context(), nil)
+	if diff := cmp.Diff(denied500, res.Decision); diff != "" {
 		t.Errorf("nil input (-want +got):\n%s", diff)
+	}
+	if res.Err == nil {
+		t.Error("nil input: no error")
 	}
 }
 
@@ -332,7 +339,7 @@ func TestSwap(t *testing.T) {
 	if !regexp.MustCompile(`^[0-9a-f]{12}$`).MatchString(revA) {
 		t.Fatalf("Revision() = %q, want 12 hex digits", revA)
 	}
-	if got := e.Decide(t.Context(), in); got.Allow {
+	if got := e.Decide(t.Context(), in).Decision; got.Allow {
 		t.Fatalf("policy a allowed: %+v", got)
 	}
 
@@ -344,7 +351,7 @@ func TestSwap(t *testing.T) {
 		t.Errorf("revision did not change on swap: %q", revB)
 	}
 	want := Decision{Allow: true, Status: 200, Message: "b: allowed", Route: systemsRoute, Permissions: "admin"}
-	if diff := cmp.Diff(want, e.Decide(t.Context(), in)); diff != "" {
+	if diff := cmp.Diff(want, e.Decide(t.Context(), in).Decision); diff != "" {
 		t.Errorf("after swap (-want +got):\n%s", diff)
 	}
 
@@ -358,7 +365,7 @@ func TestSwap(t *testing.T) {
 	if got := e.Revision(); got != revB {
 		t.Errorf("revision after a failed swap = %q, want %q", got, revB)
 	}
-	if diff := cmp.Diff(want, e.Decide(t.Context(), in)); diff != "" {
+	if diff := cmp.Diff(want, e.Decide(t.Context(), in).Decision); diff != "" {
 		t.Errorf("after a failed swap (-want +got):\n%s", diff)
 	}
 }
@@ -403,7 +410,7 @@ func decideWhileSwapping(t *testing.T, e *Engine, swaps int, swap func(n int)) {
 	}
 	answers := make([][2]Decision, len(inputs))
 	for i, in := range inputs {
-		answers[i] = [2]Decision{e.Decide(t.Context(), in), eb.Decide(t.Context(), in)}
+		answers[i] = [2]Decision{e.Decide(t.Context(), in).Decision, eb.Decide(t.Context(), in).Decision}
 		if answers[i][0] == answers[i][1] {
 			t.Fatalf("input %d: policies a and b agree; the test would prove nothing", i)
 		}
@@ -421,7 +428,8 @@ func decideWhileSwapping(t *testing.T, e *Engine, swaps int, swap func(n int)) {
 				default:
 				}
 				i := (g + n) % len(inputs)
-				got, err := e.DecideWithError(t.Context(), inputs[i])
+				res := e.Decide(t.Context(), inputs[i])
+				got, err := res.Decision, res.Err
 				if got != answers[i][0] && got != answers[i][1] {
 					errs <- fmt.Errorf("input %d: decision %+v is neither policy's (error: %v)", i, got, err)
 					return
@@ -437,117 +445,5 @@ func decideWhileSwapping(t *testing.T, e *Engine, swaps int, swap func(n int)) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
-	}
-}
-
-func TestBuiltin(t *testing.T) {
-	t.Parallel()
-	b, err := Builtin()
-	if err != nil {
-		t.Fatalf("Builtin: %v", err)
-	}
-	for _, m := range b.Modules {
-		if filepath.Ext(m.Path) != ".rego" || bytes.HasSuffix([]byte(m.Path), []byte("_test.rego")) {
-			t.Errorf("unexpected module %s", m.Path)
-		}
-	}
-	if b.Manifest.Revision == "" {
-		t.Error("built-in policy has no revision")
-	}
-	e, err := New(t.Context(), b, Options{})
-	if err != nil {
-		t.Fatalf("New(builtin): %v", err)
-	}
-	got := e.Decide(t.Context(), &Input{Request: request("GET", "/no/such/path")})
-	if got.Allow || got.Status != 401 {
-		t.Errorf("no key, unknown path: got %+v, want a 401 deny", got)
-	}
-}
-
-func TestLoadBundle(t *testing.T) {
-	t.Parallel()
-	a := loadTestPolicy(t, "a")
-	a.Manifest.Revision = "rev-42"
-	var buf bytes.Buffer
-	if err := bundle.NewWriter(&buf).Write(*a); err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "bundle.tar.gz")
-	if err := os.WriteFile(file, buf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, path := range []string{file, filepath.Join("testdata", "policies", "a")} {
-		b, err := LoadBundle(path)
-		if err != nil {
-			t.Fatalf("LoadBundle(%s): %v", path, err)
-		}
-		e, err := New(t.Context(), b, Options{})
-		if err != nil {
-			t.Fatalf("New(%s): %v", path, err)
-		}
-		got := e.Decide(t.Context(), &Input{Request: request("GET", "/systems"), Key: keyWith("systems")})
-		if !got.Allow {
-			t.Errorf("%s: got %+v, want an allow", path, got)
-		}
-		if path == file && e.Revision() != "rev-42" {
-			t.Errorf("%s: Revision() = %q, want the manifest's rev-42", path, e.Revision())
-		}
-	}
-	if _, err := LoadBundle(filepath.Join(t.TempDir(), "missing.tar.gz")); err == nil {
-		t.Error("LoadBundle(missing) succeeded")
-	}
-	if _, err := LoadDir(file); err == nil {
-		t.Error("LoadDir(file) succeeded")
-	}
-}
-
-func TestAstValue(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		note string
-		in   Input
-	}{
-		{note: "zero"},
-		{note: "anonymous", in: Input{Request: Request{Method: "GET", Path: "/api/engine/v2", Host: "localhost", Protocol: "http", Query: map[string][]string{}}}},
-		{note: "nil query values", in: Input{Request: Request{Method: "POST", Query: map[string][]string{"a": nil, "b": {}, "c": {"1", "2"}}}}},
-		{note: "domain only", in: Input{Request: request("GET", "/x"), Domain: &Domain{ID: "d", Name: "Dom", Domain: "localhost"}}},
-		{
-			note: "full",
-			in: Input{
-				Request: Request{Method: "GET", Path: "/systems/sys-1", Host: "example.com", Protocol: "websocket", Query: map[string][]string{"channel": {"x/guest/y"}, "api-key": {""}}, CrossSite: true},
-				Domain:  &Domain{ID: "dom-1", Name: "Example", Domain: "example.com"},
-				Key:     &Key{ID: "k", AuthorityID: "dom-1", Scopes: []string{"systems.read", "guest"}, Permissions: "support", Source: "cookie"},
-				User:    &User{ID: "u", AuthorityID: "dom-1", Name: "Ann \"quoted\" é", Email: "a@example.com", SysAdmin: true, Support: false, Groups: []string{"sys-1"}},
-			},
-		},
-		{
-			note: "nil slices",
-			in: Input{
-				Request: request("DELETE", "/"),
-				Key:     &Key{ID: "k"},
-				User:    &User{ID: "u", Support: true},
-			},
-		},
-	}
-	for _, tc := range tests {
-		t.Run(tc.note, func(t *testing.T) {
-			t.Parallel()
-			raw, err := json.Marshal(&tc.in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var doc any
-			if err := json.Unmarshal(raw, &doc); err != nil {
-				t.Fatal(err)
-			}
-			want, err := ast.InterfaceToValue(doc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := tc.in.astValue()
-			if want.Compare(got) != 0 || want.Hash() != got.Hash() {
-				t.Errorf("astValue() = %v\nwant (JSON)  %v", got, want)
-			}
-		})
 	}
 }

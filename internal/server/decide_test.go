@@ -8,8 +8,8 @@ import (
 	"testing"
 )
 
-// decisionCase is one request to judge, as a gateway would describe it, and the decision of
-// design §4 for it.
+// decisionCase is one request to judge, as a gateway would describe it, and the decision the
+// policy gives it (docs/policy-contract.md#rule-order).
 type decisionCase struct {
 	note     string
 	key      func(*fixture) string // "" for no credential
@@ -32,7 +32,8 @@ func garbage(*fixture) string   { return "0123456789abcdef0123456789abcdef.not-a
 const v2 = "/api/engine/v2"
 
 // decisionCases are the seed's two keys (booking panel: users.read, systems.read, control,
-// zones.read, metadata.read, a plain user; map kiosk: public.read) against design §4 and §5.
+// zones.read, metadata.read, a plain user; map kiosk: public.read) against
+// docs/policy-contract.md#rule-order and #the-default-table.
 var decisionCases = []decisionCase{
 	// Booking panel: what it needs.
 	{note: "booking/list systems", key: booking, method: "GET", path: v2 + "/systems", status: 200},

@@ -14,8 +14,9 @@ import (
 // DecisionLogger writes one JSON line per decision: what was asked (method, normalised path,
 // query, host, the caller's key and user ids), what was answered, under which policy revision
 // and how long it took. It never writes a key, a secret or the api-key parameter: authz removed
-// them from the policy input, and the path and the query are redacted all the same (a key can
-// ride in a path segment, PlaceOS's upload route has one, or in another parameter).
+// them from the policy input, and every text a client chose (method, path, query, host) is
+// redacted all the same (a key can ride in a path segment, PlaceOS's upload route has one, in
+// another parameter, or be sent by mistake as the method or the host).
 type DecisionLogger struct {
 	mu  sync.Mutex
 	enc *json.Encoder
@@ -48,15 +49,15 @@ func (l *DecisionLogger) Log(id string, res authz.Result, revision string, elaps
 	rec := decisionRecord{
 		DecisionID: id,
 		Time:       time.Now().UTC().Format(time.RFC3339Nano),
-		Method:     res.Input.Request.Method,
+		Method:     logMethod(res.Input.Request.Method),
 		Path:       RedactPath(res.Input.Request.Path),
 		Query:      logQuery(res.Input.Request.Query),
-		Host:       res.Input.Request.Host,
+		Host:       RedactKeys(res.Input.Request.Host),
 		Protocol:   res.Input.Request.Protocol,
 		KeyID:      res.KeyID,
 		Result:     "deny",
 		Status:     res.Decision.Status,
-		Message:    res.Decision.Message,
+		Message:    RedactKeys(res.Decision.Message),
 		Revision:   revision,
 		LatencyUS:  float64(elapsed.Nanoseconds()) / 1e3,
 	}
@@ -69,6 +70,20 @@ func (l *DecisionLogger) Log(id string, res authz.Result, revision string, elaps
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	_ = l.enc.Encode(&rec) // a failed log write must not fail the request
+}
+
+// maxLoggedMethod bounds a method in the log: the method comes from the client (or its
+// gateway's header) and a refused one can be any text.
+const maxLoggedMethod = 32
+
+// logMethod is a method as the log shows it: any text the client chose is redacted like a path
+// (a key sent as the method must not reach the log) and cut to maxLoggedMethod bytes.
+func logMethod(m string) string {
+	m = RedactKeys(m)
+	if len(m) > maxLoggedMethod {
+		m = m[:maxLoggedMethod] + "…"
+	}
+	return m
 }
 
 // logQuery is the query of a policy input as a log shows it: encoded in name order, without

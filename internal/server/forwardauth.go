@@ -10,10 +10,11 @@ import (
 	"github.com/keyauthz/keyauthz/internal/authz"
 )
 
-// Forward auth (design §6): one endpoint per gateway style, each reading the original request
-// only from what that gateway sets itself. A client can put any header on its request, and nginx
-// passes every client header to the auth subrequest, so an endpoint that accepted several styles
-// (as /authz once did) let a client describe another request than the one the backend runs.
+// Forward auth (docs/http-api.md#forward-auth): one endpoint per gateway style, each reading
+// the original request only from what that gateway sets itself. A client can put any header on
+// its request, and nginx passes every client header to the auth subrequest, so an endpoint that
+// accepted several styles (as /authz once did) let a client describe another request than the
+// one the backend runs.
 const (
 	forwardAuthPrefix = "/authz"         // the retired endpoint, and the prefix of the three
 	nginxAuthPath     = "/authz/nginx"   // X-Original-Method, X-Original-URI, Host

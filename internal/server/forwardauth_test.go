@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/keyauthz/keyauthz/internal/authz"
 )
 
 // hostileHeaders are what a client adds to describe another request than the one the backend
@@ -23,8 +25,6 @@ var hostileHeaders = map[string]string{
 	"X-Original-Host":       "other.example",
 	"X-Original-Url":        v2,
 	"X-Rewrite-Url":         v2,
-	"X-Http-Method":         "GET",
-	"X-Method-Override":     "GET",
 	"X-Auth-User-Id":        "forged",
 	"X-Auth-Permissions":    "admin_support",
 	"X-Envoy-Original-Path": v2,
@@ -74,6 +74,15 @@ func TestForwardAuthTrustsOnlyItsOwnHeaders(t *testing.T) {
 				}
 				if got.Allow && got.Headers["X-Auth-User-Id"] == "forged" {
 					t.Errorf("%s: the forged identity came back", style)
+				}
+				// A method override is another method for a backend that honours it: refused
+				// whatever the request, never judged as the method it overrides.
+				for _, name := range []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"} {
+					req := build(t, f, c)
+					req.Header.Set(name, "GET")
+					if got := askForwardAuth(t, f, style, c, req); got.Allow || got.Status != 403 || got.Message != authz.MsgMethodOverride {
+						t.Errorf("%s with %s: allow %v status %d %q, want 403 %q", style, name, got.Allow, got.Status, got.Message, authz.MsgMethodOverride)
+					}
 				}
 			}
 		})

@@ -45,7 +45,7 @@ func FuzzDataDecision(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	srv := server.New(server.Deps{Store: store, Engine: engine})
+	srv := server.New(server.Deps{Store: store, Engine: engine, Authorizer: newAuthorizer(store, engine, nil, nil)})
 
 	f.Fuzz(func(t *testing.T, body []byte) {
 		rec := httptest.NewRecorder()
@@ -153,7 +153,7 @@ func FuzzForwardAuth(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	a := &authz.Authorizer{Store: store, Engine: engine}
+	a := newAuthorizer(store, engine, nil, nil)
 	srv := server.New(server.Deps{Store: store, Engine: engine, Authorizer: a})
 
 	f.Fuzz(func(t *testing.T, style, key uint8, method, uri, host, headers string) {

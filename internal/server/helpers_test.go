@@ -11,6 +11,7 @@ import (
 
 	"github.com/keyauthz/keyauthz/internal/testutil"
 
+	"github.com/keyauthz/keyauthz/internal/authz"
 	"github.com/keyauthz/keyauthz/internal/keys"
 	"github.com/keyauthz/keyauthz/internal/opa"
 	"github.com/keyauthz/keyauthz/internal/server"
@@ -89,16 +90,27 @@ func newFixture(t *testing.T) *fixture {
 		Logger:      logger,
 		Store:       store,
 		Engine:      eng,
+		Authorizer:  newAuthorizer(store, eng, logger, func() time.Time { return time.Now().Add(time.Hour) }),
 		DecisionLog: server.NewDecisionLogger(logBuf),
 		Version:     "test",
-		// The server's clock runs an hour ahead, so that the "expiring" key is expired.
-		Now: func() time.Time { return time.Now().Add(time.Hour) },
 	})
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
 	f.URL = ts.URL
 	f.decisionLog = logBuf
 	return f
+}
+
+// newAuthorizer is the credential path as keyauthz serve builds it (cmd/keyauthz newAuthorizer):
+// authz.New with the default caches, decision cache included, and a usage recorder, so that
+// the server's tests run the production wiring. now is the Authorizer's clock (nil: time.Now);
+// the fixture runs it an hour ahead, so that the "expiring" key is expired.
+func newAuthorizer(store *keys.Store, eng *opa.Engine, logger *slog.Logger, now func() time.Time) *authz.Authorizer {
+	o := authz.DefaultOptions()
+	o.Usage = keys.NewUsageRecorder(store, logger)
+	o.Logger = logger
+	o.Now = now
+	return authz.New(store, eng, o)
 }
 
 func (f *fixture) DecisionLog() string { return f.decisionLog.String() }

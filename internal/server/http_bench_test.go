@@ -59,9 +59,9 @@ func BenchmarkDecisionEndpoint(b *testing.B) {
 		name string
 		a    *authz.Authorizer
 	}{
-		{"cold", &authz.Authorizer{Store: store, Engine: engine, Logger: logger}},
-		{"keycache", &authz.Authorizer{Store: cache.New(store, cache.DefaultOptions()), Engine: engine, Logger: logger}},
-		{"cached", &authz.Authorizer{Store: cache.New(store, cache.DefaultOptions()), Engine: engine, Logger: logger, Decisions: cache.NewDecisions(1 << 20)}},
+		{"cold", authz.New(store, engine, authz.Options{Logger: logger})},
+		{"keycache", authz.New(store, engine, authz.Options{Cache: cache.DefaultOptions(), Logger: logger})},
+		{"cached", authz.New(store, engine, authz.Options{Cache: cache.DefaultOptions(), DecisionBytes: 1 << 20, Logger: logger})},
 	} {
 		ts := httptest.NewServer(New(Deps{Logger: logger, Store: store, Engine: engine, Authorizer: tc.a}))
 		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}

@@ -11,9 +11,9 @@ import (
 	"github.com/keyauthz/keyauthz/internal/opa"
 )
 
-// metrics are the Prometheus series of design §6: decisions by result and status, decision
-// latency, the store's size, the active policy revision and the caches' hits and misses (all
-// read at scrape time).
+// metrics are the Prometheus series of docs/http-api.md#metrics: decisions by result and
+// status, decision latency, the store's size, the active policy revision and the caches' hits
+// and misses (all read at scrape time).
 type metrics struct {
 	decisions *prometheus.CounterVec
 	latency   prometheus.Histogram

@@ -60,8 +60,8 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-// TestDecisionLog checks that each decision writes one JSON line with the fields of design §7,
-// and no key material.
+// TestDecisionLog checks that each decision writes one JSON line with the fields of
+// docs/architecture.md#observability, and no key material.
 func TestDecisionLog(t *testing.T) {
 	f := newFixture(t)
 	c := decisionCase{key: booking, via: "query", method: "GET", path: v2 + "/systems/sys-1/?x=1", status: 200}
@@ -98,7 +98,9 @@ func checkNoKeyMaterial(t *testing.T, what, text string, keyStrings ...string) {
 	t.Helper()
 	for _, k := range keyStrings {
 		_, secret, _ := strings.Cut(k, ".")
-		if strings.Contains(text, k) || (secret != "" && strings.Contains(text, secret)) {
+		// Any case: a key sent as a host comes back lower-cased.
+		lower := strings.ToLower(text)
+		if strings.Contains(lower, strings.ToLower(k)) || (secret != "" && strings.Contains(lower, strings.ToLower(secret))) {
 			t.Errorf("%s contains key material of %s...", what, k[:8])
 		}
 	}
@@ -238,6 +240,23 @@ func TestRequestLogRedactsKey(t *testing.T) {
 			t.Fatalf("Data API %s: %d %s", uri, status, body)
 		}
 	}
+	// A key sent by mistake as the method or the host (a client or service bug) is refused,
+	// and must not reach the decision log either.
+	for _, in := range []map[string]any{
+		{"method": f.Booking, "path": v2 + "/systems/sys-1", "host": "localhost"},
+		{"method": "GET", "path": v2 + "/systems/sys-1", "host": f.Booking},
+	} {
+		if status, body, _ := send(t, newRequest(t, "POST", f.URL+"/v1/data/keyauthz/decision", map[string]any{"input": in})); status >= 500 {
+			t.Fatalf("Data API %v: %d %s", in, status, body)
+		}
+	}
+	req := newRequest(t, "GET", f.URL+"/authz/nginx", nil)
+	req.Host = "localhost"
+	req.Header.Set("X-Original-Method", f.Booking)
+	req.Header.Set("X-Original-URI", v2+"/systems/sys-1")
+	if status, body, _ := send(t, req); status >= 500 {
+		t.Fatalf("/authz/nginx with a key as method: %d %s", status, body)
+	}
 	if !strings.Contains(f.Debug.String(), `"msg":"request"`) {
 		t.Fatalf("no request log at debug level:\n%s", f.Debug)
 	}
@@ -271,11 +290,10 @@ func TestDecisionCacheBoundedUnderFlood(t *testing.T) {
 	}
 	const bound = 128 << 10
 	opts := cache.Options{KeyBytes: 64 << 10, UnknownKeyBytes: 64 << 10, HostBytes: 16 << 10}
-	cached := cache.New(store, opts)
-	decisions := cache.NewDecisions(bound)
-	srv := server.New(server.Deps{Store: store, Engine: eng, Version: "test",
-		Logger:     slog.New(slog.DiscardHandler),
-		Authorizer: &authz.Authorizer{Store: cached, Engine: eng, Decisions: decisions}})
+	logger := slog.New(slog.DiscardHandler)
+	a := authz.New(store, eng, authz.Options{Cache: opts, DecisionBytes: bound, Usage: keys.NewUsageRecorder(store, logger), Logger: logger})
+	cached, decisions := a.StoreCache(), a.DecisionCache()
+	srv := server.New(server.Deps{Store: store, Engine: eng, Version: "test", Logger: logger, Authorizer: a})
 	long := strings.Repeat("x", 1500)
 	var sent int
 	for i := range 3_000 {

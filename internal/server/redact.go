@@ -10,8 +10,8 @@ import (
 	"github.com/keyauthz/keyauthz/internal/authz"
 )
 
-// Redaction for logs (design §3: the key never appears in a log). Two rules, applied to every
-// URL, path or query a log line holds:
+// Redaction for logs (docs/security.md#files-memory-and-logs: the key never appears in a log).
+// Two rules, applied to every URL, path or query a log line holds:
 //   - by name: the value of every api-key parameter (any case, its name percent-encoded or
 //     not, parameters separated by '&' or ';'), whatever it looks like;
 //   - by shape, anywhere: a key (32 lower-case hex digits, '.', the secret), anything that

@@ -31,7 +31,9 @@ type Deps struct {
 	Logger *slog.Logger
 	Store  *keys.Store
 	Engine Engine
-	// Authorizer is the credential path; the server builds one from Store and Engine when nil.
+	// Authorizer is the credential path over Store and Engine, built by authz.New as keyauthz
+	// serve builds it (caches, usage recorder); required. Its caches' counters are exported as
+	// keyauthz_cache_{hits,misses}_total{cache="key"|"decision"}.
 	Authorizer *authz.Authorizer
 	// Health reports whether the service can decide; nil means always healthy.
 	Health func() error
@@ -39,15 +41,10 @@ type Deps struct {
 	Scopes func() []string
 	// Version is the build's version string.
 	Version string
-	// CacheStats are the caches' counters, by cache name, exported as
-	// keyauthz_cache_{hits,misses}_total{cache=name}.
-	CacheStats map[string]CacheStats
 	// Registry receives the server's metrics; nil means a new registry of its own.
 	Registry *prometheus.Registry
 	// DecisionLog, when set, receives one record per decision (decisionlog.go).
 	DecisionLog *DecisionLogger
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
 }
 
 // Server is the HTTP handler of keyauthz.
@@ -59,20 +56,19 @@ type Server struct {
 	logger  *slog.Logger
 }
 
-// New returns the keyauthz HTTP handler built from deps.
+// New returns the keyauthz HTTP handler built from deps. It panics when deps.Authorizer is nil:
+// the server never builds a credential path of its own, so that what its tests run is what
+// keyauthz serve runs.
 func New(deps Deps) *Server {
+	a := deps.Authorizer
+	if a == nil {
+		panic("server: Deps.Authorizer is required (authz.New)")
+	}
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
-	if deps.Now == nil {
-		deps.Now = time.Now
-	}
 	if deps.Registry == nil {
 		deps.Registry = prometheus.NewRegistry()
-	}
-	a := deps.Authorizer
-	if a == nil {
-		a = &authz.Authorizer{Store: deps.Store, Engine: deps.Engine, Logger: deps.Logger, Now: deps.Now}
 	}
 	gin.SetMode(gin.ReleaseMode)
 	g := gin.New()
@@ -85,7 +81,8 @@ func New(deps Deps) *Server {
 	if deps.Engine != nil {
 		revision = deps.Engine.Revision
 	}
-	s.metrics = newMetrics(deps.Registry, deps.Store, revision, deps.CacheStats)
+	caches := map[string]CacheStats{"key": a.StoreCache().Stats, "decision": a.DecisionCache().Stats}
+	s.metrics = newMetrics(deps.Registry, deps.Store, revision, caches)
 	g.Use(s.recoverJSON, s.logRequests)
 	s.routes()
 	return s

@@ -3,7 +3,7 @@
 # description: |
 #   The authorization decision for one request, after Go has authenticated the key (input.key
 #   and input.user are present only for a valid, unexpired key). See policies/README.md for the
-#   input and output, and the design's §4 for the rules.
+#   input and output, and docs/policy-contract.md#rule-order for the rules.
 # entrypoint: true
 package keyauthz
 
@@ -90,6 +90,8 @@ outcome := {"status": 403, "message": "method not allowed"} if {
 	not method_allowed
 } else := {"status": 403, "message": "ambiguous path"} if {
 	case_ambiguous
+} else := {"status": 403, "message": "ambiguous path"} if {
+	format_ambiguous
 } else := {"status": 200, "message": "anonymous route"} if {
 	route.anonymous
 } else := {"status": 401, "message": "missing credentials"} if {
@@ -124,6 +126,35 @@ case_ambiguous if {
 	exact := routing.match_exact_case(input.request.method, input.request.path)
 	exact.path != route.path
 }
+
+# format_ambiguous holds when the path's last segment ends in a format suffix (the last '.'
+# followed by one or more characters other than '/', '.' and '?', which is what Rails' default
+# `:format` constraint accepts) and the path without that suffix matches
+# another route than the path as sent. Rails-style backends route every path with an optional
+# `(.:format)`: `api_keys.json` runs the admin-gated `api_keys` index, while to the table it is
+# no literal, so the catch-all (public, no gate); `systems/sys-1/zones.json` is the support-gated
+# `systems/:id/:module` to the table but the admin-gated zones route to such a backend; and
+# `systems/control.json` the show of a system, or the control websocket (write). Neither reading
+# is safe to pick, so the request is refused. Where both readings give the same route
+# (`systems/sys-1.json`, `users/john.doe`) nothing changes. Routes are told apart by their table
+# path and methods (the catch-all has neither); only a path whose last segment holds a '.' needs
+# the second lookup.
+format_ambiguous if {
+	contains(input.request.path, ".")
+	dots := indexof_n(input.request.path, ".")
+	i := dots[count(dots) - 1]
+	regex.match(`^[^/.?]+$`, substring(input.request.path, i + 1, -1))
+	_route_id(_route_without_suffix(substring(input.request.path, 0, i))) != _route_id(route)
+}
+
+# _route_without_suffix is the route matched for path with the request's method (HEAD and
+# OPTIONS as GET, like route), or {} for the catch-all.
+_route_without_suffix(path) := r if {
+	r := routing.match(input.request.method, path)
+} else := {}
+
+# _route_id tells routes apart: a table route by its path and methods, the catch-all by neither.
+_route_id(r) := [object.get(r, "path", ""), object.get(r, "methods", [])]
 
 # ambient_cross_site holds for a write (or a websocket, which PlaceOS uses to execute) made
 # cross-site with a key the browser adds by itself: a cookie or a URL parameter another site's

@@ -10,9 +10,10 @@
 #   route (so a "*" route's literal segment still beats a parameter of a route naming the
 #   method).
 #
-#   Matching judges what a backend will run (design §4): HEAD and OPTIONS are looked up as GET
-#   (a backend routes them to the GET handler), and literal segments match in any case (a
-#   backend may ignore case), while parameters keep the request's own spelling.
+#   Matching judges what a backend will run
+#   (docs/policy-contract.md#judging-what-the-backend-will-run): HEAD and OPTIONS are looked up
+#   as GET (a backend routes them to the GET handler), and literal segments match in any case
+#   (a backend may ignore case), while parameters keep the request's own spelling.
 package keyauthz.routing
 
 # The index keyauthz builds from the table once, when a policy is loaded or a bundle built, and

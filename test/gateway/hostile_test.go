@@ -27,7 +27,8 @@ func (f family) Last() string { return f.Path[strings.LastIndexByte(f.Path, '/')
 const v2 = "/api/engine/v2"
 
 // gatedFamilies are routes of the table that need more than a user-level key with `public`: the
-// admin or support gate (design §5). The backend registers exactly these.
+// admin or support gate (docs/policy-contract.md#the-default-table). The backend registers
+// exactly these.
 var gatedFamilies = []family{
 	{"GET " + v2 + "/api_keys", "GET", v2 + "/api_keys"},
 	{"POST " + v2 + "/api_keys", "POST", v2 + "/api_keys"},

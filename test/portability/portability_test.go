@@ -1,7 +1,7 @@
-// Package portability checks design §4's promise that the bundle keyauthz builds decides the
-// same in keyauthz's embedded engine, in `opa eval` and in `opa run --server`: every case of
-// testdata/portability is decided three ways, and each answer must equal the case's expected
-// decision exactly.
+// Package portability checks the promise of docs/policy-contract.md#portability that the bundle
+// keyauthz builds decides the same in keyauthz's embedded engine, in `opa eval` and in
+// `opa run --server`: every case of testdata/portability is decided three ways, and each answer
+// must equal the case's expected decision exactly.
 package portability
 
 import (
@@ -29,8 +29,8 @@ import (
 // corpus is the folder of decision cases: JSON files, each a list of cases.
 const corpus = "../../testdata/portability"
 
-// testCase is one decision case: a note naming the rule it exercises, a policy input (design
-// §4) and the expected data.keyauthz.decision.
+// testCase is one decision case: a note naming the rule it exercises, a policy input
+// (docs/policy-contract.md#input) and the expected data.keyauthz.decision.
 type testCase struct {
 	Note  string          `json:"note"`
 	Input json.RawMessage `json:"input"`
@@ -148,11 +148,11 @@ func TestPortability(t *testing.T) {
 			in, canonical := policyInput(t, c.Input)
 			want := generic(t, c.Want)
 
-			d, err := engine.DecideWithError(t.Context(), in)
-			if err != nil {
-				t.Fatalf("engine: %v", err)
+			res := engine.Decide(t.Context(), in)
+			if res.Err != nil {
+				t.Fatalf("engine: %v", res.Err)
 			}
-			raw, err := json.Marshal(d)
+			raw, err := json.Marshal(res.Decision)
 			if err != nil {
 				t.Fatal(err)
 			}

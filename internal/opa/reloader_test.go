@@ -85,7 +85,7 @@ func TestReloaderBundleFile(t *testing.T) {
 	}
 	e := r.Engine()
 	in := &Input{Request: request("GET", "/systems"), Key: keyWith("zones")}
-	decideA := e.Decide(t.Context(), in)
+	decideA := e.Decide(t.Context(), in).Decision
 	if e.Revision() != "a-1" || r.Err() != nil || decideA.Allow {
 		t.Fatalf("start: revision %q, Err %v, decision %+v", e.Revision(), r.Err(), decideA)
 	}
@@ -95,7 +95,7 @@ func TestReloaderBundleFile(t *testing.T) {
 
 	replaceFile(t, path, bundleBytes(t, "b", "b-1", ""))
 	check(t, r, true)
-	decideB := e.Decide(t.Context(), in)
+	decideB := e.Decide(t.Context(), in).Decision
 	if e.Revision() != "b-1" || r.Err() != nil || !decideB.Allow {
 		t.Fatalf("after b: revision %q, Err %v, decision %+v", e.Revision(), r.Err(), decideB)
 	}
@@ -124,7 +124,7 @@ func TestReloaderBundleFile(t *testing.T) {
 		if r.Err() == nil || r.Err().Error() != err.Error() {
 			t.Errorf("%s: Err() = %v, want the load's error", tc.name, r.Err())
 		}
-		if got := e.Decide(t.Context(), in); got != decideB || e.Revision() != "b-1" {
+		if got := e.Decide(t.Context(), in).Decision; got != decideB || e.Revision() != "b-1" {
 			t.Errorf("%s: revision %q decides %+v, want b-1's %+v", tc.name, e.Revision(), got, decideB)
 		}
 		// The same broken content is not tried again, and stays reported.
@@ -142,7 +142,7 @@ func TestReloaderBundleFile(t *testing.T) {
 
 	replaceFile(t, path, bundleBytes(t, "a", "a-3", ""))
 	check(t, r, true)
-	if e.Revision() != "a-3" || r.Err() != nil || e.Decide(t.Context(), in) != decideA {
+	if e.Revision() != "a-3" || r.Err() != nil || e.Decide(t.Context(), in).Decision != decideA {
 		t.Errorf("good bundle back: revision %q, Err %v", e.Revision(), r.Err())
 	}
 	mu.Lock()

@@ -1,0 +1,59 @@
+package opa
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+func TestAstValue(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		note string
+		in   Input
+	}{
+		{note: "zero"},
+		{note: "anonymous", in: Input{Request: Request{Method: "GET", Path: "/api/engine/v2", Host: "localhost", Protocol: "http", Query: map[string][]string{}}}},
+		{note: "nil query values", in: Input{Request: Request{Method: "POST", Query: map[string][]string{"a": nil, "b": {}, "c": {"1", "2"}}}}},
+		{note: "domain only", in: Input{Request: request("GET", "/x"), Domain: &Domain{ID: "d", Name: "Dom", Domain: "localhost"}}},
+		{
+			note: "full",
+			in: Input{
+				Request: Request{Method: "GET", Path: "/systems/sys-1", Host: "example.com", Protocol: "websocket", Query: map[string][]string{"channel": {"x/guest/y"}, "api-key": {""}}, CrossSite: true},
+				Domain:  &Domain{ID: "dom-1", Name: "Example", Domain: "example.com"},
+				Key:     &Key{ID: "k", AuthorityID: "dom-1", Scopes: []string{"systems.read", "guest"}, Permissions: "support", Source: "cookie"},
+				User:    &User{ID: "u", AuthorityID: "dom-1", Name: "Ann \"quoted\" é", Email: "a@example.com", SysAdmin: true, Support: false, Groups: []string{"sys-1"}},
+			},
+		},
+		{
+			note: "nil slices",
+			in: Input{
+				Request: request("DELETE", "/"),
+				Key:     &Key{ID: "k"},
+				User:    &User{ID: "u", Support: true},
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.note, func(t *testing.T) {
+			t.Parallel()
+			raw, err := json.Marshal(&tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var doc any
+			if err := json.Unmarshal(raw, &doc); err != nil {
+				t.Fatal(err)
+			}
+			want, err := ast.InterfaceToValue(doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := tc.in.astValue()
+			if want.Compare(got) != 0 || want.Hash() != got.Hash() {
+				t.Errorf("astValue() = %v\nwant (JSON)  %v", got, want)
+			}
+		})
+	}
+}
