@@ -131,6 +131,11 @@ func TestBuiltIndexRejectsDuplicateRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The index holds each route's facts, which facts.rego states (keyauthz.facts.route_facts).
+	facts, err := os.ReadFile("../policies/keyauthz/facts.rego")
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name  string
 		table []any
@@ -153,6 +158,7 @@ func TestBuiltIndexRejectsDuplicateRoutes(t *testing.T) {
 			_, err := rego.New(
 				rego.Query("data.keyauthz.routing.built_index"),
 				rego.Module("routing.rego", string(src)),
+				rego.Module("facts.rego", string(facts)),
 				rego.Store(inmem.NewFromObject(map[string]any{
 					"keyauthz": map[string]any{"routes": map[string]any{"table": tt.table}},
 				})),

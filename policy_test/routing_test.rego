@@ -95,16 +95,20 @@ _computed(c) := {"id": r.id, "bound": routing.params(r, path)} if {
 	r := routing.match(method, path) with data.keyauthz.routes.table as tiny_table
 } else := {"id": ""}
 
-# The index has one entry per method named in the table, and "*" for every other method; each
-# holds the "*" routes too, unless the method names the same pattern itself.
+# The index has one entry for GET, one per other method named in the table, and "*" for every
+# other method; each holds the "*" routes too, unless the method names the same pattern itself,
+# and its catch-all ("default") with the access of its method.
 test_built_index_shape if {
 	tiny_index.GET.exact["a/b"].id == "a-literal"
 	tiny_index.GET.exact["a/:"].id == "a-param"
 	tiny_index.GET.exact["a/c"].id == "a-any"
 	tiny_index["*"].exact["a/c"].id == "a-any"
 	not tiny_index["*"].exact["a/b"]
-	count(tiny_index.GET.masks["2"]) == 2
-	tiny_index.GET.masks["2"][0] == []
+	count(tiny_index.GET.masks[2]) == 2
+	tiny_index.GET.masks[2] == ["%[1]s/%[2]s", "%[1]s/:"]
+	tiny_index.GET.masks[0] == [""]
+	tiny_index.GET.default.grants == {"public": true, "public.read": true}
+	tiny_index["*"].default.grants == {"public": true, "public.write": true}
 	tiny_index.GET.prefix.s.id == "s-get"
 	tiny_index["*"].prefix.s.id == "s-any"
 	tiny_index.GET.prefix_lengths == [2, 1]

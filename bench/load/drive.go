@@ -13,11 +13,14 @@ import (
 	"time"
 )
 
-// target is one server under load: where its decision endpoint is and the bodies it gets.
+// target is one server under load: where its decision endpoint is and the bodies it gets:
+// body(n) for the nth request when set, else bodies round-robin.
 type target struct {
 	name   string
 	url    string // POST endpoint
 	bodies [][]byte
+	body   func(n uint64) []byte
+	next   atomic.Uint64
 	client *http.Client
 }
 
@@ -96,7 +99,12 @@ func drive(ctx context.Context, t *target, conns int, d time.Duration) *stats {
 		wg.Go(func() {
 			lat := make([]time.Duration, 0, 1<<14)
 			for i := w; ctx.Err() == nil; i++ {
-				body := t.bodies[i%len(t.bodies)]
+				var body []byte
+				if t.body != nil {
+					body = t.body(t.next.Add(1))
+				} else {
+					body = t.bodies[i%len(t.bodies)]
+				}
 				t0 := time.Now()
 				err := t.send(ctx, body)
 				if ctx.Err() != nil {

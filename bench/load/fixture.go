@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"iter"
+	"strconv"
 	"time"
 
+	"github.com/keyauthz/keyauthz/internal/badgerstore"
 	"github.com/keyauthz/keyauthz/internal/keys"
 )
 
@@ -17,11 +20,14 @@ const host = "acme.example.com"
 type fixture struct {
 	domain         *keys.Domain
 	panelUser      *keys.User
+	fleetUser      *keys.User
 	booking, kiosk *keys.APIKey
 	bookingPlain   string
 	kioskPlain     string
-	// sample holds plaintexts of imported keys spread over the whole store.
-	sample []string
+	// sample holds plaintexts of imported keys spread over the whole store, and sampleIDs
+	// their ids (the same order).
+	sample    []string
+	sampleIDs []string
 	// importTime is how long the bulk import of the fleet keys took.
 	importTime time.Duration
 	// compactTime is how long flattening the store after the import took.
@@ -32,7 +38,7 @@ type fixture struct {
 // normal API and n-2 fleet keys (scopes systems.read) through the bulk importer, keeping about
 // sampleN of their plaintexts.
 func makeStore(ctx context.Context, dir string, n, sampleN int) (*fixture, error) {
-	s, err := keys.Open(dir)
+	s, err := badgerstore.Open(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -43,6 +49,7 @@ func makeStore(ctx context.Context, dir string, n, sampleN int) (*fixture, error
 	}
 	f.panelUser = &keys.User{AuthorityID: f.domain.ID, Name: "Panels", Email: "panels@" + host, Groups: []string{"sys-1"}}
 	fleet := &keys.User{AuthorityID: f.domain.ID, Name: "Fleet", Email: "fleet@" + host, Groups: []string{"sys-1"}}
+	f.fleetUser = fleet
 	for _, u := range []*keys.User{f.panelUser, fleet} {
 		if err := s.CreateUser(ctx, u); err != nil {
 			return nil, err
@@ -74,6 +81,7 @@ func makeStore(ctx context.Context, dir string, n, sampleN int) (*fixture, error
 			}
 			if i%every == 0 && len(f.sample) < sampleN {
 				f.sample = append(f.sample, string(p))
+				f.sampleIDs = append(f.sampleIDs, id)
 			}
 			k := keys.APIKey{ID: id, Name: fmt.Sprintf("fleet-%07d", i), UserID: fleet.ID,
 				Scopes: []string{"systems.read"}, CreatedAt: time.Now().Unix(), UpdatedAt: time.Now().Unix()}
@@ -179,4 +187,82 @@ func mustJSON(v any) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// sysIDMark is where a distinct request's system id goes in its body templates.
+const sysIDMark = "SYSID-MARK"
+
+// workload is one request stream, as each server gets it: body(n) is the nth request's body
+// for keyauthz (the key in the x-api-key header), for opa (the already-resolved domain, key and
+// user as policy input) and for the HTTP floor (the opa body, which it does not judge).
+type workload struct {
+	name string
+	// check lists the requests both servers must decide alike before the run, and as wanted.
+	check []request
+	ka    func(n uint64) []byte
+	opa   func(n uint64) []byte
+}
+
+// repeated is one request again and again: the booking panel showing sys-1 (keyauthz answers
+// it from its decision cache).
+func (f *fixture) repeated() workload {
+	r := f.mix()[0]
+	return workload{name: "repeated", check: []request{r},
+		ka: func(uint64) []byte { return r.kaBody }, opa: func(uint64) []byte { return r.opaBody }}
+}
+
+// mixWorkload cycles the 11 requests of the mix.
+func (f *fixture) mixWorkload() workload {
+	m := f.mix()
+	return workload{name: "mix", check: m,
+		ka:  func(n uint64) []byte { return m[n%uint64(len(m))].kaBody },
+		opa: func(n uint64) []byte { return m[n%uint64(len(m))].opaBody }}
+}
+
+// distinct makes every request a new one: GET /api/engine/v2/systems/sys-<n> (allowed: the
+// fleet keys hold systems.read), with the sampled fleet keys cycled, so that no decision is
+// ever cached while the keys stay in the verified-key cache.
+func (f *fixture) distinct() workload {
+	type tmpl struct{ ka, opa [2][]byte }
+	ts := make([]tmpl, len(f.sample))
+	u := f.fleetUser
+	for i, plain := range f.sample {
+		path := "/api/engine/v2/systems/" + sysIDMark
+		ka := mustJSON(map[string]any{"input": map[string]any{
+			"method": "GET", "path": path, "host": host, "headers": map[string]string{"x-api-key": plain}}})
+		op := mustJSON(map[string]any{"input": map[string]any{
+			"request": map[string]any{"method": "GET", "path": path, "host": host, "protocol": "http", "query": map[string]any{}},
+			"domain":  map[string]any{"id": f.domain.ID, "name": f.domain.Name, "domain": f.domain.Domain},
+			"key": map[string]any{"id": f.sampleIDs[i], "authority_id": f.domain.ID, "scopes": []string{"systems.read"},
+				"permissions": "user", "source": "header"},
+			"user": map[string]any{"id": u.ID, "authority_id": u.AuthorityID, "name": u.Name, "email": u.Email,
+				"sys_admin": u.SysAdmin, "support": u.Support, "groups": u.Groups},
+		}})
+		ts[i] = tmpl{split2(ka), split2(op)}
+	}
+	fill := func(t [2][]byte, n uint64) []byte {
+		b := make([]byte, 0, len(t[0])+len(t[1])+24)
+		b = append(b, t[0]...)
+		b = append(b, "sys-"...)
+		b = strconv.AppendUint(b, n, 10)
+		return append(b, t[1]...)
+	}
+	w := workload{name: "distinct",
+		ka:  func(n uint64) []byte { return fill(ts[n%uint64(len(ts))].ka, n) },
+		opa: func(n uint64) []byte { return fill(ts[n%uint64(len(ts))].opa, n) },
+	}
+	for n := range uint64(3) {
+		w.check = append(w.check, request{Name: fmt.Sprintf("distinct #%d", n), Method: "GET",
+			Path: fmt.Sprintf("/api/engine/v2/systems/sys-%d", n), WantAllow: true, kaBody: w.ka(n), opaBody: w.opa(n)})
+	}
+	return w
+}
+
+// split2 cuts b at sysIDMark.
+func split2(b []byte) [2][]byte {
+	before, after, ok := bytes.Cut(b, []byte(sysIDMark))
+	if !ok {
+		panic("no " + sysIDMark + " in " + string(b))
+	}
+	return [2][]byte{before, after}
 }

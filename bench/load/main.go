@@ -27,16 +27,17 @@ import (
 )
 
 type config struct {
-	mode     string
-	duration time.Duration
-	warmup   time.Duration
-	conns    int
-	keys     int
-	rounds   int
-	out      string
-	smoke    bool
-	keep     bool
-	kaArgs   string
+	mode      string
+	duration  time.Duration
+	warmup    time.Duration
+	conns     int
+	keys      int
+	rounds    int
+	out       string
+	smoke     bool
+	keep      bool
+	kaArgs    string
+	workloads string
 }
 
 func main() {
@@ -61,9 +62,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.out, "out", "", "JSON result file (default bench/out/<mode>.json, bench/out/smoke.json with -smoke)")
 	fs.BoolVar(&cfg.smoke, "smoke", false, "a few seconds with tiny sizes, for CI: both modes, no figure asserted")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the work folder (binaries, bundle, data)")
+	fs.StringVar(&cfg.workloads, "workloads", "repeated,distinct", "compare workloads, comma-separated: repeated (one request again), distinct (a new system id every request, 50 keys cycled), mix (11 requests cycled)")
+	serveFloorAddr := fs.String("serve-floor", "", "internal: serve the HTTP floor on this address (the harness starts it)")
 	fs.StringVar(&cfg.kaArgs, "keyauthz-args", "", "extra flags for keyauthz serve, space-separated (e.g. \"--decision-cache-size 0\")")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *serveFloorAddr != "" {
+		return serveFloor(*serveFloorAddr, stdout)
 	}
 	root, err := moduleRoot()
 	if err != nil {
@@ -137,12 +143,12 @@ type harness struct {
 
 func (h *harness) printf(format string, a ...any) { fmt.Fprintf(h.out, format, a...) }
 
-// compare drives keyauthz and opa run --server with the same mix, A B A B.
+// compare drives keyauthz, opa run --server and the HTTP floor with each workload, A B C A B C.
 func (h *harness) compare(ctx context.Context) (map[string]any, error) {
 	n := cmpOr(h.cfg.keys, 1000)
-	h.printf("== compare: %d keys, %d conns, %s per server in %d rounds\n", n, h.cfg.conns, h.cfg.duration, h.cfg.rounds)
+	h.printf("== compare: %d keys, %d conns, %s per server and workload in %d rounds\n", n, h.cfg.conns, h.cfg.duration, h.cfg.rounds)
 	dir := filepath.Join(h.work, "data-compare")
-	f, err := makeStore(ctx, dir, n, 0)
+	f, err := makeStore(ctx, dir, n, min(distinctKeys, max(n-2, 1)))
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
@@ -156,34 +162,72 @@ func (h *harness) compare(ctx context.Context) (map[string]any, error) {
 		return nil, err
 	}
 	defer op.stop()
+	fl, err := startFloor()
+	if err != nil {
+		return nil, err
+	}
+	defer fl.stop()
 
-	mix := f.mix()
+	byName := map[string]func() workload{"repeated": f.repeated, "distinct": f.distinct, "mix": f.mixWorkload}
+	out := map[string]any{
+		"keys": n, "conns": h.cfg.conns, "duration_per_server": h.cfg.duration.String(), "rounds": h.cfg.rounds,
+		"endpoint": "POST /v1/data/keyauthz/decision", "keyauthz_args": h.cfg.kaArgs,
+		"note": "opa run --server cannot look keys up: its requests carry the already-resolved domain, key and user as policy input; keyauthz resolves them from the x-api-key header (key and decision caches on unless keyauthz_args turns them off). The floor is a trivial Go JSON server that judges nothing.",
+	}
+	var table []string
+	for _, name := range strings.Split(h.cfg.workloads, ",") {
+		mk, ok := byName[strings.TrimSpace(name)]
+		if !ok {
+			return nil, fmt.Errorf("-workloads: unknown workload %q (want repeated, distinct or mix)", name)
+		}
+		w := mk()
+		res, row, err := h.runWorkload(ctx, w, ka, op, fl)
+		if err != nil {
+			return nil, fmt.Errorf("workload %s: %w", w.name, err)
+		}
+		out[w.name] = res
+		table = append(table, row)
+	}
+	rss, _ := ka.rssBytes()
+	out["keyauthz_rss_mb"] = round1(float64(rss) / (1 << 20))
+	h.printf("\n| workload | keyauthz | opa | floor | keyauthz / opa | keyauthz / floor | p99 keyauthz / floor |\n|---|---|---|---|---|---|---|\n")
+	for _, row := range table {
+		h.printf("%s\n", row)
+	}
+	h.printf("targets: distinct ≥ 3x opa; repeated ≥ 0.8x floor; p99 ≤ 1.5x the floor's\n")
+	h.printf("note: opa run --server cannot look keys up, so its requests carry the already-resolved domain, key and user as policy input; keyauthz resolves them from the x-api-key header.\n")
+	h.printf("keyauthz RSS after the run: %.1f MB\n", float64(rss)/(1<<20))
+	return out, nil
+}
+
+// distinctKeys is how many fleet keys the distinct workload cycles.
+const distinctKeys = 50
+
+// runWorkload checks that keyauthz and opa decide w's check requests alike and as wanted, warms
+// the three servers up, drives them in turn for -rounds rounds and returns the figures and a
+// Markdown table row.
+func (h *harness) runWorkload(ctx context.Context, w workload, ka, op, fl *proc) (map[string]any, string, error) {
+	h.printf("\n== workload %s\n", w.name)
 	targets := []*target{
-		{name: "keyauthz", url: ka.url + "/v1/data/keyauthz/decision", client: newClient(h.cfg.conns)},
-		{name: "opa", url: op.url + "/v1/data/keyauthz/decision", client: newClient(h.cfg.conns)},
+		{name: "keyauthz", url: ka.url + "/v1/data/keyauthz/decision", client: newClient(h.cfg.conns), body: w.ka},
+		{name: "opa", url: op.url + "/v1/data/keyauthz/decision", client: newClient(h.cfg.conns), body: w.opa},
+		{name: "floor", url: fl.url + "/v1/data/keyauthz/decision", client: newClient(h.cfg.conns), body: w.opa},
 	}
-	for _, r := range mix {
-		targets[0].bodies = append(targets[0].bodies, r.kaBody)
-		targets[1].bodies = append(targets[1].bodies, r.opaBody)
-	}
-	// Both must decide every request of the mix alike, and as expected.
-	h.printf("%-26s %-8s %-8s\n", "request", "keyauthz", "opa")
 	var mismatches []string
-	for _, r := range mix {
+	for _, r := range w.check {
 		a, errA := targets[0].ask(ctx, r.kaBody)
 		b, errB := targets[1].ask(ctx, r.opaBody)
 		if err := errors.Join(errA, errB); err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		h.printf("%-26s %-8s %-8s\n", r.Name, show(a), show(b))
+		h.printf("%-26s keyauthz %-8s opa %-8s\n", r.Name, show(a), show(b))
 		if a != b || a.Allow != r.WantAllow {
 			mismatches = append(mismatches, r.Name)
 		}
 	}
 	if len(mismatches) > 0 {
-		return nil, fmt.Errorf("the servers disagree, or differ from the expected allow, on: %s", strings.Join(mismatches, "; "))
+		return nil, "", fmt.Errorf("the servers disagree, or differ from the expected allow, on: %s", strings.Join(mismatches, "; "))
 	}
-
 	for _, t := range targets {
 		drive(ctx, t, h.cfg.conns, h.cfg.warmup)
 	}
@@ -203,31 +247,31 @@ func (h *harness) compare(ctx context.Context) (map[string]any, error) {
 			}
 		}
 	}
-	rss, _ := ka.rssBytes()
-	k, o := total["keyauthz"], total["opa"]
-	ratio := 0.0
-	if o.PerSecond > 0 {
-		ratio = round2(k.PerSecond / o.PerSecond)
+	k, o, fl2 := total["keyauthz"], total["opa"], total["floor"]
+	if k.Errors+o.Errors+fl2.Errors > 0 {
+		return nil, "", fmt.Errorf("%d keyauthz, %d opa and %d floor requests failed", k.Errors, o.Errors, fl2.Errors)
 	}
-	h.printf("\n%-9s %12s %10s %10s %8s\n", "server", "decisions/s", "p50 µs", "p99 µs", "errors")
-	for _, name := range []string{"keyauthz", "opa"} {
-		s := total[name]
-		h.printf("%-9s %12.0f %10.1f %10.1f %8d\n", name, s.PerSecond, s.P50Micros, s.P99Micros, s.Errors)
+	ratio := func(a, b float64) float64 {
+		if b == 0 {
+			return 0
+		}
+		return round2(a / b)
 	}
-	h.printf("keyauthz / opa: %.2fx decisions/s (target ≥ 3x); keyauthz p99 %.0f µs (target ≤ 2000 µs at 16 conns)\n", ratio, k.P99Micros)
-	h.printf("note: opa run --server cannot look keys up, so its requests carry the already-resolved domain, key and user as policy input; keyauthz resolves them from the x-api-key header.\n")
-	h.printf("keyauthz RSS after the run: %.1f MB\n", float64(rss)/(1<<20))
-	if k.Errors+o.Errors > 0 {
-		return nil, fmt.Errorf("%d keyauthz and %d opa requests failed", k.Errors, o.Errors)
+	res := map[string]any{
+		"keyauthz": k, "opa": o, "floor": fl2,
+		"keyauthz_per_opa":       ratio(k.PerSecond, o.PerSecond),
+		"keyauthz_per_floor":     ratio(k.PerSecond, fl2.PerSecond),
+		"p99_keyauthz_per_floor": ratio(k.P99Micros, fl2.P99Micros),
 	}
-	return map[string]any{
-		"keys": n, "conns": h.cfg.conns, "duration_per_server": h.cfg.duration.String(), "rounds": h.cfg.rounds,
-		"endpoint": "POST /v1/data/keyauthz/decision", "requests": mix,
-		"keyauthz": k, "opa": o, "ratio_decisions_per_second": ratio,
-		"keyauthz_rss_mb": round1(float64(rss) / (1 << 20)),
-		"keyauthz_args":   h.cfg.kaArgs,
-		"note":            "opa run --server cannot look keys up: its requests carry the already-resolved domain, key and user as policy input; keyauthz resolves them from the x-api-key header (key and decision caches on unless keyauthz_args turns them off)",
-	}, nil
+	if w.name == "mix" {
+		res["requests"] = w.check
+	}
+	cell := func(s *stats) string {
+		return fmt.Sprintf("%.1fk/s (p50 %.0f µs, p99 %.0f µs)", s.PerSecond/1000, s.P50Micros, s.P99Micros)
+	}
+	row := fmt.Sprintf("| %s | %s | %s | %s | %.2f× | %.2f× | %.2f× |", w.name, cell(k), cell(o), cell(fl2),
+		res["keyauthz_per_opa"], res["keyauthz_per_floor"], res["p99_keyauthz_per_floor"])
+	return res, row, nil
 }
 
 // million loads n keys (bulk import, in this process), then starts keyauthz on that store and

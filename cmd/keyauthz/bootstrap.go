@@ -75,7 +75,7 @@ func isEmptyDir(dir string) bool {
 // bootstrap runs on a store with no domain: it creates the bootstrap domain, an admin user and
 // an admin key (scopes public, permissions admin), and writes the key to
 // <data-dir>/bootstrap.key. It logs the file's path, never the key.
-func bootstrap(ctx context.Context, store *keys.Store, cfg Config, logger *slog.Logger) (err error) {
+func bootstrap(ctx context.Context, store keys.Service, cfg Config, logger *slog.Logger) (err error) {
 	domains, err := store.ListDomains(ctx)
 	if err != nil {
 		return err

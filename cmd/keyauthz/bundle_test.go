@@ -274,7 +274,7 @@ func TestServeBundleReload(t *testing.T) {
 			}
 			return raw[:len(raw)/2]
 		}()},
-		{"does not compile", "var x is unsafe", brokenBundle(t, path, "package keyauthz\n\ndecision := x if { y := 1 }\n")},
+		{"does not compile", "decision.rego:3", brokenBundle(t, path, "package keyauthz\n\ndecision := x if { y := 1 }\n")},
 		{"does not decide", "does not decide", brokenBundle(t, path, "package keyauthz\n\ndecision := \"yes\"\n")},
 	} {
 		replaceFile(t, path, bad.data)
@@ -391,7 +391,7 @@ func TestServeRefusesBrokenPolicyAtStart(t *testing.T) {
 		want []string
 	}{
 		{"garbage", []string{"--bundle", garbage}, []string{"policy bundle " + garbage, "bundle read failed"}},
-		{"does not compile", []string{"--bundle", broken}, []string{"policy bundle " + broken, "compile", "var x is unsafe"}},
+		{"does not compile", []string{"--bundle", broken}, []string{"policy bundle " + broken, "compile", "decision.rego:3"}},
 		{"missing", []string{"--bundle", filepath.Join(dir, "missing.tar.gz")}, []string{"no such file"}},
 		{"missing verification key", []string{"--bundle", good, "--verification-key", filepath.Join(dir, "missing.pem")}, []string{"verification key", "no such file"}},
 		{"bad verification algorithm", []string{"--bundle", good, "--verification-key", good, "--verification-alg", "XX1"}, []string{`--verification-alg "XX1"`}},

@@ -16,7 +16,7 @@ import (
 // End-to-end tests of a revocation during a request: the policy judges a request once its
 // headers arrive, and a slow client may finish its body later. A key deleted, narrowed or
 // whose user is demoted in between must not write (the store re-reads the caller in the write
-// transaction, internal/keys recheckCaller).
+// transaction, internal/badgerstore recheckCaller).
 
 // slowRequest is a request whose body is sent in two parts over a raw connection.
 type slowRequest struct {

@@ -20,6 +20,7 @@ import (
 	opakeys "github.com/open-policy-agent/opa/v1/keys"
 
 	"github.com/keyauthz/keyauthz/internal/authz"
+	"github.com/keyauthz/keyauthz/internal/badgerstore"
 	"github.com/keyauthz/keyauthz/internal/cache"
 	"github.com/keyauthz/keyauthz/internal/diskspace"
 	"github.com/keyauthz/keyauthz/internal/keys"
@@ -166,7 +167,7 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	if err := prepareDataDir(cfg.DataDir); err != nil {
 		return err
 	}
-	store, err := keys.Open(cfg.DataDir, keys.WithLogger(logger))
+	store, err := badgerstore.Open(cfg.DataDir, badgerstore.WithLogger(logger))
 	if err != nil {
 		return err
 	}
@@ -178,7 +179,7 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	if err := bootstrap(ctx, store, cfg, logger); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	stopWatch := watchSpace(ctx, store, logger)
+	stopWatch := watchSpace(ctx, store.SpaceGuard(), logger)
 	defer stopWatch() // before the store closes: the watch reads the store's table sizes
 
 	var decisionLog *server.DecisionLogger
@@ -209,7 +210,7 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		Store:       store,
 		Engine:      policy.engine,
 		Authorizer:  newAuthorizer(cfg, store, policy.engine, usage, logger),
-		Health:      serviceHealth(policy.Health, store),
+		Health:      serviceHealth(policy.Health, store.CheckSpace),
 		Scopes:      policy.Scopes,
 		Version:     version(),
 		DecisionLog: decisionLog,
@@ -261,9 +262,9 @@ const spaceWatchInterval = 5 * time.Second
 
 // watchSpace logs, until ctx ends or stop is called, each moment the data folder's free space
 // falls below what the store needs (admin writes are refused with 507 from then on) and each
-// moment it is back. stop returns once the watch has ended.
-func watchSpace(ctx context.Context, store *keys.Store, logger *slog.Logger) (stop func()) {
-	guard := store.SpaceGuard()
+// moment it is back. stop returns once the watch has ended. A nil guard (a store in memory)
+// watches nothing.
+func watchSpace(ctx context.Context, guard *diskspace.Guard, logger *slog.Logger) (stop func()) {
 	if guard == nil {
 		return func() {}
 	}
@@ -298,12 +299,12 @@ func logSpace(dataDir string, logger *slog.Logger) func(error) {
 // serviceHealth is /health's check: the policy's health first (a failed policy is a 503), then
 // the data folder's free space, measured now: too little is "degraded" (200), because
 // decisions go on and only writes are refused (see server.Degraded).
-func serviceHealth(policy func() error, store *keys.Store) func() error {
+func serviceHealth(policy, checkSpace func() error) func() error {
 	return func() error {
 		if err := policy(); err != nil {
 			return err
 		}
-		if err := store.CheckSpace(); err != nil {
+		if err := checkSpace(); err != nil {
 			return &server.Degraded{Err: err}
 		}
 		return nil
@@ -313,7 +314,7 @@ func serviceHealth(policy func() error, store *keys.Store) func() error {
 // newAuthorizer is the credential path as keyauthz serve runs it: authz.New (the constructor
 // the server's tests use too) with the cache bounds of cfg, a bound of 0 turning a cache off,
 // and usage recording every use of a valid key.
-func newAuthorizer(cfg Config, store *keys.Store, engine *opa.Engine, usage authz.UsageRecorder, logger *slog.Logger) *authz.Authorizer {
+func newAuthorizer(cfg Config, store keys.Service, engine *opa.Engine, usage authz.UsageRecorder, logger *slog.Logger) *authz.Authorizer {
 	return authz.New(store, engine, authz.Options{
 		Cache: cache.Options{
 			KeyBytes:        cfg.KeyCacheBytes,

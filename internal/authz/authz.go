@@ -122,6 +122,8 @@ type Authorizer struct {
 	usage     UsageRecorder
 	logger    *slog.Logger
 	now       func() time.Time
+	// terms holds the input's key, user and domain parts built once per record (terms.go).
+	terms inputTerms
 }
 
 // Options configures New. The zero Options caches nothing; DefaultOptions is what keyauthz
@@ -229,8 +231,10 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 		a.logger.DebugContext(ctx, "method override refused", "override", name, "key_id", res.KeyID)
 		return res
 	}
+	var auth *keys.AuthResult
 	if present {
-		auth, err := a.store.Authenticate(ctx, cred, now)
+		var err error
+		auth, err = a.store.Authenticate(ctx, cred, now)
 		if err != nil {
 			res.Input = in
 			res.Decision = a.authnDenial(err, res.KeyID)
@@ -257,11 +261,16 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 			Groups:      auth.User.Groups,
 		}
 	}
+	var terms opa.Terms
+	if in.Key != nil {
+		terms.Key, terms.User = a.terms.cred(auth, &in)
+	}
 	if in.Request.Host != "" {
 		d, err := a.store.DomainByHost(ctx, in.Request.Host)
 		switch {
 		case err == nil:
 			in.Domain = &opa.Domain{ID: d.ID, Name: d.Name, Domain: d.Domain}
+			terms.Domain = a.terms.domain(d, &in)
 		case keys.ErrorCode(err) != keys.ENOTFOUND:
 			a.logger.ErrorContext(ctx, "domain lookup failed", "host", in.Request.Host, "err", err)
 			res.Input = in
@@ -269,6 +278,7 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 			return res
 		}
 	}
+	in.SetTerms(terms)
 	res.Input = in
 	if !caching {
 		er := a.engine.Decide(ctx, &in)

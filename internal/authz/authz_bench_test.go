@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyauthz/keyauthz/internal/badgerstore"
 	"github.com/keyauthz/keyauthz/internal/cache"
 	"github.com/keyauthz/keyauthz/internal/keys"
 	"github.com/keyauthz/keyauthz/internal/opa"
@@ -32,10 +33,10 @@ func benchLatency(b *testing.B, op func()) {
 
 // benchFixture is a real Badger store on disk with one booking-panel key, and the built-in
 // policy.
-func benchFixture(b *testing.B) (*keys.Store, *opa.Engine, string) {
+func benchFixture(b *testing.B) (*badgerstore.Store, *opa.Engine, string) {
 	b.Helper()
 	ctx := context.Background()
-	store, err := keys.Open(b.TempDir())
+	store, err := badgerstore.Open(b.TempDir())
 	bmust(b, err)
 	b.Cleanup(func() { _ = store.Close() })
 	bnd, err := opa.Builtin()

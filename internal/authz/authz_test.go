@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/keyauthz/keyauthz/internal/badgerstore"
 	"github.com/keyauthz/keyauthz/internal/keys"
 	"github.com/keyauthz/keyauthz/internal/opa"
 )
@@ -108,7 +109,7 @@ func TestRequestParts(t *testing.T) {
 // policy: what the policy sees, and the denials Go decides itself.
 func TestAuthorize(t *testing.T) {
 	ctx := t.Context()
-	store, err := keys.OpenInMemory()
+	store, err := badgerstore.OpenInMemory()
 	if err != nil {
 		t.Fatal(err)
 	}

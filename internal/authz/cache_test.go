@@ -14,6 +14,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/bundle"
 
+	"github.com/keyauthz/keyauthz/internal/badgerstore"
 	"github.com/keyauthz/keyauthz/internal/cache"
 	"github.com/keyauthz/keyauthz/internal/keys"
 	"github.com/keyauthz/keyauthz/internal/opa"
@@ -25,7 +26,7 @@ import (
 // oracle: every bound zero, so every answer is read from the store and the policy) on the same
 // store and engine, with a clock the test moves.
 type cacheFixture struct {
-	store           *keys.Store
+	store           *badgerstore.Store
 	engine          *opa.Engine
 	cached, oracle  *Authorizer
 	clock           atomic.Int64 // Unix nanoseconds
@@ -38,7 +39,7 @@ type cacheFixture struct {
 func newCacheFixture(t *testing.T) *cacheFixture {
 	t.Helper()
 	ctx := t.Context()
-	store, err := keys.Open(t.TempDir())
+	store, err := badgerstore.Open(t.TempDir())
 	must(t, err)
 	t.Cleanup(func() { _ = store.Close() })
 	b, err := opa.Builtin()

@@ -7,13 +7,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyauthz/keyauthz/internal/badgerstore"
 	"github.com/keyauthz/keyauthz/internal/keys"
 	"github.com/keyauthz/keyauthz/internal/opa"
 )
 
 // countingSource is a real in-memory key store that counts the reads reaching it.
 type countingSource struct {
-	*keys.Store
+	*badgerstore.Store
 	keyReads, hostReads int
 }
 
@@ -30,7 +31,7 @@ func (c *countingSource) DomainByHost(ctx context.Context, host string) (*keys.D
 func newSource(t *testing.T) (*countingSource, string, string) {
 	t.Helper()
 	ctx := t.Context()
-	st, err := keys.OpenInMemory()
+	st, err := badgerstore.OpenInMemory()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,7 @@
 // Package cache holds keyauthz's caches in front of the key store and the policy engine:
 // verified keys, unknown key ids, domains by host (Store) and decisions (Decisions). All are
 // LRUs bounded in bytes, and none can serve a stale answer: the store generation moves on every
-// committed change (keys.Store.OnChange, each record of a cascade included), every entry
+// committed change (keys.Service.OnChange, each record of a cascade included), every entry
 // carries the generation it was read at, and an entry of an older generation is a miss.
 package cache
 
@@ -17,7 +17,8 @@ import (
 	"github.com/keyauthz/keyauthz/internal/keys"
 )
 
-// Source is what Store needs of the key store (*keys.Store implements it).
+// Source is what Store needs of the key store: a part of keys.Service, which every backend
+// (badgerstore.Store) implements.
 type Source interface {
 	// KeyForAuth returns the key with its hash, its user and its domain, or ENOTFOUND.
 	KeyForAuth(ctx context.Context, id string) (*keys.APIKey, *keys.User, *keys.Domain, error)
@@ -107,7 +108,7 @@ func (s *Store) Generation() uint64 { return s.gen.Load() }
 // Stats returns the number of key and host lookups answered from memory and from the store.
 func (s *Store) Stats() (hits, misses uint64) { return s.hits.Load(), s.misses.Load() }
 
-// Authenticate verifies a presented key as keys.Store.Authenticate does (same errors, same
+// Authenticate verifies a presented key as keys.Service.Authenticate does (same errors, same
 // order of checks: shape, id, secret, expiry) and returns a result whose records are shared
 // and must not be modified.
 func (s *Store) Authenticate(ctx context.Context, plaintext string, now time.Time) (*keys.AuthResult, error) {

@@ -3,6 +3,7 @@ package keys
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -109,15 +110,18 @@ var (
 	ErrExpiredKey = &Error{Code: EUNAUTHORIZED, Message: "API key has expired"}
 )
 
-// ErrNotJSON is the 415 of an admin-API write whose body is not declared JSON
-// (docs/http-api.md#request-bodies).
-var ErrNotJSON = &Error{Code: EUNSUPPORTED, Message: "Content-Type must be application/json"}
-
-// validationFailed is the 422 error for a non-empty list of failures.
-func validationFailed(failures []Failure) *Error {
+// ValidationFailed is the EUNPROCESSABLE error for a non-empty list of failures.
+func ValidationFailed(failures []Failure) *Error {
 	return &Error{Code: EUNPROCESSABLE, Message: "validation failed", Failures: failures}
 }
 
-func notFound(kind, id string) *Error {
+// HasFailure reports whether fs has a failure of field.
+func HasFailure(fs []Failure, field string) bool {
+	return slices.ContainsFunc(fs, func(f Failure) bool { return f.Field == field })
+}
+
+// NotFound is the ENOTFOUND error for the record of the given kind ("domain", "user", "key")
+// and id: `user "x" not found`.
+func NotFound(kind, id string) *Error {
 	return Errorf(ENOTFOUND, "%s %q not found", kind, id)
 }

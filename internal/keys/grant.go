@@ -1,12 +1,9 @@
 package keys
 
 import (
+	"context"
 	"fmt"
-	"slices"
 	"strings"
-	"time"
-
-	"github.com/dgraph-io/badger/v4"
 )
 
 // The minting cap (docs/keys.md#the-minting-cap: no key mints a key stronger than itself): a
@@ -109,6 +106,36 @@ func levelName(p Permission) string {
 	return string(p)
 }
 
+// Caller is who a request to the admin API comes from: the authenticated key and its user, and
+// the effective permission level the policy computed (the key's, capped at the user's).
+type Caller struct {
+	Key         *APIKey
+	User        *User
+	Permissions Permission
+}
+
+type callerKey struct{}
+
+// ContextWithCaller returns ctx carrying c; the authorization middleware sets it.
+func ContextWithCaller(ctx context.Context, c *Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
+// CallerFrom returns the caller stored in ctx, or nil.
+func CallerFrom(ctx context.Context) *Caller {
+	c, _ := ctx.Value(callerKey{}).(*Caller)
+	return c
+}
+
+// DomainID is the caller's domain: its key's (the policy has checked it is the request
+// host's), or "" without a key.
+func (c *Caller) DomainID() string {
+	if c == nil || c.Key == nil {
+		return ""
+	}
+	return c.Key.AuthorityID
+}
+
 // IsAdmin reports whether the caller's effective level is admin or above: the level at which
 // the admin API is platform-wide (docs/http-api.md#who-may-call-it) and a user's flags and
 // groups may be changed.
@@ -183,7 +210,7 @@ func (c *Caller) stronger(k *APIKey) string {
 // are checked too, each as CheckKeyDelete does.
 //
 // Self-service is not judged here: a caller's change of its own name and email is allowed by
-// the caller (see HandleUpdateUser) whatever its user's level.
+// the caller (see internal/server handleUpdateUser) whatever its user's level.
 func (c *Caller) CheckUserChange(before, after *User, keys []*APIKey) error {
 	_, level := c.holds()
 	verb := "change"
@@ -233,48 +260,3 @@ func (c *Caller) expiresAt() *int64 {
 // ErrCallerChanged is the 409 of a write whose caller's key or user changed (scopes,
 // permissions, expires_at, sys_admin, support) after the request was authorized.
 var ErrCallerChanged = &Error{Code: ECONFLICT, Message: "the calling key or its user changed during the request; try again"}
-
-// recheckCaller re-reads, in the write transaction txn, the key and user of caller (as the
-// authorization middleware put them in the request's context) and returns an error unless
-// both are still as they were when the request was authorized: ErrUnknownKey if the key or
-// its user is gone, ErrExpiredKey if the key has expired at now, ErrCallerChanged if the
-// key's scopes, permissions or expires_at, or the user's sys_admin or support, differ. The
-// policy judges a request once its headers arrive; this makes its judgement hold at the
-// moment of the write. Reading both records also puts them in the transaction's read set, so
-// a revocation committed before this write commits makes it conflict and be judged again.
-//
-// A nil caller, or one without a key, is not an admin-API request (bootstrap, usage flush,
-// tests of the store) and is not rechecked.
-func recheckCaller(txn *badger.Txn, caller *Caller, now time.Time) error {
-	if caller == nil || caller.Key == nil {
-		return nil
-	}
-	k, err := getKey(txn, caller.Key.ID)
-	if ErrorCode(err) == ENOTFOUND {
-		return ErrUnknownKey
-	}
-	if err != nil {
-		return err
-	}
-	if k.Expired(now) {
-		return ErrExpiredKey
-	}
-	u, err := getUser(txn, k.UserID)
-	if ErrorCode(err) == ENOTFOUND {
-		return ErrUnknownKey
-	}
-	if err != nil {
-		return err
-	}
-	snap := caller.Key
-	if !slices.Equal(k.Scopes, snap.Scopes) || k.Permissions != snap.Permissions || !sameExpiry(k.ExpiresAt, snap.ExpiresAt) ||
-		k.UserID != snap.UserID || caller.User == nil || u.ID != caller.User.ID ||
-		u.SysAdmin != caller.User.SysAdmin || u.Support != caller.User.Support {
-		return ErrCallerChanged
-	}
-	return nil
-}
-
-func sameExpiry(a, b *int64) bool {
-	return (a == nil) == (b == nil) && (a == nil || *a == *b)
-}

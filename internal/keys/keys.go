@@ -2,6 +2,7 @@ package keys
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -119,7 +120,7 @@ func parsePermission(s string) Permission {
 }
 
 // APIKey is an API key as the API shows it. The plaintext key exists only once, returned by
-// Store.CreateKey; Hash, set only by Store.KeyForAuth, is never marshalled.
+// Service.CreateKey; Hash, set only by Service.KeyForAuth, is never marshalled.
 type APIKey struct {
 	ID          string     `json:"id"`
 	Name        string     `json:"name"`
@@ -183,5 +184,14 @@ func newID(prefix string, n int) string {
 	return string(out)
 }
 
-func newDomainID() string { return newID("authority-", 14) }
-func newUserID() string   { return newID("user-", 14) }
+// NewDomainID returns a new domain id: "authority-" and 14 random base62 characters.
+func NewDomainID() string { return newID("authority-", 14) }
+
+// NewUserID returns a new user id: "user-" and 14 random base62 characters.
+func NewUserID() string { return newID("user-", 14) }
+
+// CompareByName orders records by name (case-insensitive), then by id: the order of every
+// listing of domains, users and keys.
+func CompareByName(aName, aID, bName, bID string) int {
+	return cmp.Or(strings.Compare(strings.ToLower(aName), strings.ToLower(bName)), strings.Compare(aID, bID))
+}

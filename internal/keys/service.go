@@ -6,7 +6,7 @@ import (
 )
 
 // Service is the store of domains, users and API keys: what the admin API's handlers, the
-// caches and the authorizer need of a backend. *Store (Badger) implements it; the conformance
+// caches and the authorizer need of a backend. badgerstore.Store implements it; the conformance
 // suite in internal/keys/storetest states its contract as tests, and every backend runs it.
 //
 // Errors are *Error values with the codes of errors.go, read with ErrorCode; any other error
@@ -134,4 +134,51 @@ type Service interface {
 	// every record written or deleted, each record of a cascade included, so that caches
 	// never serve what a returned write changed.
 	OnChange(fn func(Change))
+}
+
+// Change reports one committed write or delete, for caches to invalidate: Kind is "domain",
+// "user" or "key" and ID the record's id.
+type Change struct {
+	Kind string
+	ID   string
+}
+
+// Change kinds.
+const (
+	KindDomain = "domain"
+	KindUser   = "user"
+	KindKey    = "key"
+)
+
+// AuthResult is a successfully authenticated key with its user and the key's domain.
+type AuthResult struct {
+	Key    *APIKey
+	User   *User
+	Domain *Domain
+}
+
+// KeyFilter selects keys for ListKeys. AuthorityID "" means every domain; Q, if not empty, is a
+// case-insensitive substring of the name or the description; Limit 0 means no limit.
+type KeyFilter struct {
+	AuthorityID string
+	Q           string
+	Limit       int
+	Offset      int
+}
+
+// KeyUpdate is a partial update of a key: nil fields (and an unset ExpiresAt) are left alone.
+// ExpiresAt set with a nil Value makes the key never expire.
+type KeyUpdate struct {
+	Name        *string
+	Description *string
+	Scopes      *[]string
+	Permissions *Permission
+	ExpiresAt   NullableInt64
+
+	// Check, if set, is called inside the update's transaction with the key as stored and as
+	// it would be stored after the update (scopes normalised, no hash); an error aborts the
+	// update and is returned as is. The admin API's minting cap runs here: judged in the
+	// transaction, against the record it replaces, it cannot be raced by a concurrent update
+	// of the same key (that one conflicts, and this one is retried and judged again).
+	Check func(before, after *APIKey) error
 }

@@ -8,47 +8,6 @@ import (
 	"time"
 )
 
-// maxUsesPerTxn bounds the keys RecordUse writes in one transaction.
-const maxUsesPerTxn = 1000
-
-// RecordUse sets last_used_at of the keys in uses (key id → Unix seconds), keeping a later
-// value already stored and skipping keys deleted meanwhile. It does not call the OnChange
-// hooks: last_used_at plays no part in a decision, so no cache needs to forget anything.
-func (s *Store) RecordUse(ctx context.Context, uses map[string]int64) error {
-	ids := make([]string, 0, len(uses))
-	for id := range uses {
-		ids = append(ids, id)
-	}
-	for len(ids) > 0 {
-		chunk := ids[:min(len(ids), maxUsesPerTxn)]
-		ids = ids[len(chunk):]
-		err := s.update(ctx, func(t *tx) error {
-			for _, id := range chunk {
-				rec, err := getKey(t.txn, id)
-				if ErrorCode(err) == ENOTFOUND {
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				at := uses[id]
-				if rec.LastUsedAt != nil && *rec.LastUsedAt >= at {
-					continue
-				}
-				rec.LastUsedAt = &at
-				if err := putKey(t.txn, rec, rec.Hash); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // maxPendingUses bounds the keys whose use waits in memory for a flush: about 100 bytes each,
 // so some 10 MB. It is reached only while flushes fail (on a full disk they are refused until
 // space is back), or with more distinct keys used within one interval than that.
@@ -63,7 +22,7 @@ const maxPendingUses = 100_000
 // maxPendingUses keys are waiting, the use of a further key is dropped (and counted): an
 // older last_used_at is better than a process that grows without bound.
 type UsageRecorder struct {
-	store  *Store
+	store  UsageStore
 	logger *slog.Logger
 
 	mu      sync.Mutex
@@ -72,8 +31,17 @@ type UsageRecorder struct {
 	holding bool  // the last Flush was refused for lack of space
 }
 
+// UsageStore is what a UsageRecorder writes to (badgerstore.Store implements it).
+type UsageStore interface {
+	// RecordUse sets last_used_at of the keys in uses (key id → Unix seconds), keeping a later
+	// value already stored and skipping keys deleted meanwhile. It does not call the OnChange
+	// hooks: last_used_at plays no part in a decision. It returns EINSUFFICIENT while the
+	// store refuses writes for lack of disk space.
+	RecordUse(ctx context.Context, uses map[string]int64) error
+}
+
 // NewUsageRecorder returns a recorder writing to store; logger receives failed flushes.
-func NewUsageRecorder(store *Store, logger *slog.Logger) *UsageRecorder {
+func NewUsageRecorder(store UsageStore, logger *slog.Logger) *UsageRecorder {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -153,8 +121,8 @@ func (r *UsageRecorder) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// pendingUses returns a copy of the uses not yet flushed (tests).
-func (r *UsageRecorder) pendingUses() map[string]int64 {
+// Pending returns a copy of the uses not yet written (key id → Unix seconds).
+func (r *UsageRecorder) Pending() map[string]int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return maps.Clone(r.pending)

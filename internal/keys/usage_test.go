@@ -1,68 +1,29 @@
 package keys
 
 import (
+	"strconv"
 	"testing"
 	"time"
 )
 
-func TestUsageRecorder(t *testing.T) {
-	ctx := t.Context()
-	s, err := OpenInMemory()
-	if err != nil {
-		t.Fatal(err)
+// TestHeldUsesAreBounded: once maxPendingUses keys wait, uses of further keys are dropped and
+// a key already held is still updated.
+func TestHeldUsesAreBounded(t *testing.T) {
+	r := NewUsageRecorder(nil, nil)
+	at := time.Unix(2_000_000_000, 0)
+	for i := range maxPendingUses {
+		r.Record(strconv.Itoa(i), at)
 	}
-	t.Cleanup(func() { _ = s.Close() })
-	d := &Domain{Name: "Acme", Domain: "acme.example.com"}
-	if err := s.CreateDomain(ctx, d); err != nil {
-		t.Fatal(err)
+	r.Record("one more", at)
+	r.Record("0", at.Add(time.Minute))
+	p := r.Pending()
+	if len(p) != maxPendingUses {
+		t.Errorf("%d uses held, want the bound %d", len(p), maxPendingUses)
 	}
-	u := &User{AuthorityID: d.ID, Name: "U", Email: "u@acme.example.com"}
-	if err := s.CreateUser(ctx, u); err != nil {
-		t.Fatal(err)
+	if p["0"] != at.Add(time.Minute).Unix() {
+		t.Errorf("a held key's later use was not kept")
 	}
-	a, b := &APIKey{Name: "a", UserID: u.ID}, &APIKey{Name: "b", UserID: u.ID}
-	for _, k := range []*APIKey{a, b} {
-		if _, err := s.CreateKey(ctx, k); err != nil {
-			t.Fatal(err)
-		}
-	}
-	changes := 0
-	s.OnChange(func(Change) { changes++ })
-
-	r := NewUsageRecorder(s, nil)
-	t1, t2 := time.Unix(2_000_000_000, 0), time.Unix(2_000_000_100, 0)
-	r.Record(a.ID, t2)
-	r.Record(a.ID, t1) // an older use does not move last_used_at back
-	r.Record(b.ID, t1)
-	r.Record("0123456789abcdef0123456789abcdef", t1) // a key deleted before the flush is skipped
-	if got := r.pendingUses()[a.ID]; got != t2.Unix() {
-		t.Fatalf("pending use of a: %d, want %d", got, t2.Unix())
-	}
-	if err := s.DeleteKey(ctx, b.ID); err != nil {
-		t.Fatal(err)
-	}
-	changes = 0
-	if err := r.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.GetKey(ctx, a.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.LastUsedAt == nil || *got.LastUsedAt != t2.Unix() {
-		t.Errorf("last_used_at %v, want %d", got.LastUsedAt, t2.Unix())
-	}
-	if _, err := s.GetKey(ctx, b.ID); ErrorCode(err) != ENOTFOUND {
-		t.Errorf("the deleted key came back: %v", err)
-	}
-	if changes != 0 {
-		t.Errorf("recording uses fired %d change hooks; caches would be emptied for nothing", changes)
-	}
-	// A later flush with an older time keeps the newer stored value.
-	if err := s.RecordUse(ctx, map[string]int64{a.ID: t1.Unix()}); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := s.GetKey(ctx, a.ID); *got.LastUsedAt != t2.Unix() {
-		t.Errorf("last_used_at moved back to %d", *got.LastUsedAt)
+	if r.dropped != 1 {
+		t.Errorf("dropped %d, want 1", r.dropped)
 	}
 }

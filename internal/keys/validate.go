@@ -27,13 +27,13 @@ const (
 
 // Validation reasons, worded as PlaceOS (Crystal ActiveModel) words them.
 const (
-	reasonRequired = "is required"
-	reasonTaken    = "has already been taken"
-	reasonInvalid  = "is invalid"
-	reasonMissing  = "does not exist"
-	reasonFixed    = "cannot be changed"
-	reasonTooLong  = "is too long (maximum is 255 characters)"
-	reasonFuture   = "must be in the future"
+	ReasonRequired = "is required"
+	ReasonTaken    = "has already been taken"
+	ReasonInvalid  = "is invalid"
+	ReasonMissing  = "does not exist"
+	ReasonFixed    = "cannot be changed"
+	ReasonTooLong  = "is too long (maximum is 255 characters)"
+	ReasonFuture   = "must be in the future"
 )
 
 // NormalizeScope checks one scope against the grammar `resource` | `resource.read` |
@@ -65,10 +65,10 @@ func NormalizeScope(s string) (string, error) {
 	}
 }
 
-// checkScopeLimits appends a failure on field "scopes" for each limit scopes break (MaxScopes,
+// CheckScopeLimits appends a failure on field "scopes" for each limit scopes break (MaxScopes,
 // MaxScopeLength, MaxScopesLength). It runs before the grammar so that a huge list is refused
 // whole, without a message per entry.
-func checkScopeLimits(scopes []string, failures []Failure) []Failure {
+func CheckScopeLimits(scopes []string, failures []Failure) []Failure {
 	if len(scopes) > MaxScopes {
 		failures = append(failures, Failure{"scopes", fmt.Sprintf("has too many entries (maximum is %d)", MaxScopes)})
 	}
@@ -141,48 +141,48 @@ func NormalizeHost(s string) (host string, ok bool) {
 	return host, true
 }
 
-// checkName trims name and appends a failure for field when it is empty, not UTF-8 or longer
+// CheckName trims name and appends a failure for field when it is empty, not UTF-8 or longer
 // than MaxNameLength runes.
-func checkName(field, name string, failures []Failure) (string, []Failure) {
+func CheckName(field, name string, failures []Failure) (string, []Failure) {
 	name = strings.TrimSpace(name)
 	switch {
 	case name == "":
-		failures = append(failures, Failure{field, reasonRequired})
+		failures = append(failures, Failure{field, ReasonRequired})
 	case !utf8.ValidString(name):
-		failures = append(failures, Failure{field, reasonInvalid})
+		failures = append(failures, Failure{field, ReasonInvalid})
 	case utf8.RuneCountInString(name) > MaxNameLength:
-		failures = append(failures, Failure{field, reasonTooLong})
+		failures = append(failures, Failure{field, ReasonTooLong})
 	}
 	return name, failures
 }
 
-// normalizeDomain trims and normalises d in place and returns its field failures (uniqueness
+// NormalizeDomain trims and normalises d in place and returns its field failures (uniqueness
 // of the host is the store's to check).
-func normalizeDomain(d *Domain) []Failure {
+func NormalizeDomain(d *Domain) []Failure {
 	var failures []Failure
-	d.Name, failures = checkName("name", d.Name, failures)
+	d.Name, failures = CheckName("name", d.Name, failures)
 	d.Description = strings.TrimSpace(d.Description)
 	switch host, ok := NormalizeHost(d.Domain); {
 	case strings.TrimSpace(d.Domain) == "":
-		failures = append(failures, Failure{"domain", reasonRequired})
+		failures = append(failures, Failure{"domain", ReasonRequired})
 	case !ok:
-		failures = append(failures, Failure{"domain", reasonInvalid})
+		failures = append(failures, Failure{"domain", ReasonInvalid})
 	default:
 		d.Domain = host
 	}
 	return failures
 }
 
-// normalizeUser trims u in place and returns its field failures (the existence of its
+// NormalizeUser trims u in place and returns its field failures (the existence of its
 // authority is the store's to check).
-func normalizeUser(u *User) []Failure {
+func NormalizeUser(u *User) []Failure {
 	var failures []Failure
-	u.Name, failures = checkName("name", u.Name, failures)
+	u.Name, failures = CheckName("name", u.Name, failures)
 	u.Email = strings.TrimSpace(u.Email)
 	if at := strings.IndexByte(u.Email, '@'); u.Email == "" {
-		failures = append(failures, Failure{"email", reasonRequired})
+		failures = append(failures, Failure{"email", ReasonRequired})
 	} else if at <= 0 || at == len(u.Email)-1 || len(u.Email) > 320 {
-		failures = append(failures, Failure{"email", reasonInvalid})
+		failures = append(failures, Failure{"email", ReasonInvalid})
 	}
 	if u.Groups == nil {
 		u.Groups = []string{}
@@ -190,16 +190,28 @@ func normalizeUser(u *User) []Failure {
 	return failures
 }
 
-// checkExpiry appends a failure unless expiresAt is nil or after now.
-func checkExpiry(expiresAt *int64, now time.Time, failures []Failure) []Failure {
-	if expiresAt != nil && *expiresAt <= now.Unix() {
-		failures = append(failures, Failure{"expires_at", reasonFuture})
+// NormalizeUserUpdate normalises rec, the user that is to replace old, and returns its field
+// failures: NormalizeUser's, and authority_id "cannot be changed" when rec's domain is not
+// old's. A user cannot move to another domain, because its keys belong to its domain: this is
+// the one statement of that rule, which every backend's ModifyUser applies.
+func NormalizeUserUpdate(old, rec *User) []Failure {
+	failures := NormalizeUser(rec)
+	if rec.AuthorityID != old.AuthorityID {
+		failures = append(failures, Failure{"authority_id", ReasonFixed})
 	}
 	return failures
 }
 
-// checkPermissions appends a failure unless p is valid and not above the user's level.
-func checkPermissions(p Permission, user *User, failures []Failure) []Failure {
+// CheckExpiry appends a failure unless expiresAt is nil or after now.
+func CheckExpiry(expiresAt *int64, now time.Time, failures []Failure) []Failure {
+	if expiresAt != nil && *expiresAt <= now.Unix() {
+		failures = append(failures, Failure{"expires_at", ReasonFuture})
+	}
+	return failures
+}
+
+// CheckPermissions appends a failure unless p is valid and not above the user's level.
+func CheckPermissions(p Permission, user *User, failures []Failure) []Failure {
 	switch {
 	case !p.Valid():
 		failures = append(failures, Failure{"permissions", "is invalid (want user, support, admin or admin_support)"})

@@ -12,7 +12,22 @@ type Input struct {
 	// Key and User are set only for a valid, unexpired key.
 	Key  *Key  `json:"key,omitempty"`
 	User *User `json:"user,omitempty"`
+
+	// terms are prebuilt AST parts (SetTerms): used instead of building Key, User and Domain.
+	terms Terms
 }
+
+// Terms are parts of the policy input already built as Rego values: the credential path builds
+// the key, user and domain parts once per verified key (and host) with Key.Term, User.Term and
+// Domain.Term, and only the request part per decision. Terms are immutable once built, so one
+// may serve any number of inputs at once. A nil field is built from the Input as usual.
+type Terms struct {
+	Key, User, Domain *ast.Term
+}
+
+// SetTerms makes in use t for its key, user and domain parts. Each term must be the Term of
+// in's own Key, User and Domain (the same values): the policy sees the terms, not the structs.
+func (in *Input) SetTerms(t Terms) { in.terms = t }
 
 // Request is the request being judged, with its path already normalised (see NormalizePath).
 type Request struct {
@@ -89,36 +104,59 @@ func (in *Input) astValue() ast.Value {
 	items[0] = ast.Item(inRequest, ast.NewTerm(in.Request.astValue()))
 	n := 1
 	if d := in.Domain; d != nil {
-		items[n] = ast.Item(inDomain, ast.NewTerm(ast.NewObject(
-			ast.Item(inID, str(d.ID)),
-			ast.Item(inName, str(d.Name)),
-			ast.Item(inDomainName, str(d.Domain)),
-		)))
+		items[n] = ast.Item(inDomain, orBuild(in.terms.Domain, d.Term))
 		n++
 	}
 	if k := in.Key; k != nil {
-		items[n] = ast.Item(inKey, ast.NewTerm(ast.NewObject(
-			ast.Item(inID, str(k.ID)),
-			ast.Item(inAuthorityID, str(k.AuthorityID)),
-			ast.Item(inScopes, strs(k.Scopes)),
-			ast.Item(inPermissions, str(k.Permissions)),
-			ast.Item(inSource, str(k.Source)),
-		)))
+		items[n] = ast.Item(inKey, orBuild(in.terms.Key, k.Term))
 		n++
 	}
 	if u := in.User; u != nil {
-		items[n] = ast.Item(inUser, ast.NewTerm(ast.NewObject(
-			ast.Item(inID, str(u.ID)),
-			ast.Item(inAuthorityID, str(u.AuthorityID)),
-			ast.Item(inName, str(u.Name)),
-			ast.Item(inEmail, str(u.Email)),
-			ast.Item(inSysAdmin, ast.InternedTerm(u.SysAdmin)),
-			ast.Item(inSupport, ast.InternedTerm(u.Support)),
-			ast.Item(inGroups, strs(u.Groups)),
-		)))
+		items[n] = ast.Item(inUser, orBuild(in.terms.User, u.Term))
 		n++
 	}
 	return ast.NewObject(items[:n]...)
+}
+
+// orBuild is t, or build() when t is nil.
+func orBuild(t *ast.Term, build func() *ast.Term) *ast.Term {
+	if t != nil {
+		return t
+	}
+	return build()
+}
+
+// Term is d as the policy input's domain part.
+func (d *Domain) Term() *ast.Term {
+	return ast.NewTerm(ast.NewObject(
+		ast.Item(inID, str(d.ID)),
+		ast.Item(inName, str(d.Name)),
+		ast.Item(inDomainName, str(d.Domain)),
+	))
+}
+
+// Term is k as the policy input's key part.
+func (k *Key) Term() *ast.Term {
+	return ast.NewTerm(ast.NewObject(
+		ast.Item(inID, str(k.ID)),
+		ast.Item(inAuthorityID, str(k.AuthorityID)),
+		ast.Item(inScopes, strs(k.Scopes)),
+		ast.Item(inPermissions, str(k.Permissions)),
+		ast.Item(inSource, str(k.Source)),
+	))
+}
+
+// Term is u as the policy input's user part.
+func (u *User) Term() *ast.Term {
+	return ast.NewTerm(ast.NewObject(
+		ast.Item(inID, str(u.ID)),
+		ast.Item(inAuthorityID, str(u.AuthorityID)),
+		ast.Item(inName, str(u.Name)),
+		ast.Item(inEmail, str(u.Email)),
+		ast.Item(inSysAdmin, ast.InternedTerm(u.SysAdmin)),
+		ast.Item(inSupport, ast.InternedTerm(u.Support)),
+		ast.Item(inGroups, strs(u.Groups)),
+	))
 }
 
 func (r *Request) astValue() ast.Value {

@@ -78,12 +78,12 @@ type DecisionResult struct {
 func (s *Server) handleDataDecision(boolOnly bool) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var body dataRequest
-		if err := keys.BindJSON(c, &body); err != nil {
-			keys.WriteError(c, err)
+		if err := bindJSON(c, &body); err != nil {
+			writeError(c, err)
 			return
 		}
 		if body.Input == nil {
-			keys.WriteError(c, keys.Errorf(keys.EINVALID, `missing "input"`))
+			writeError(c, keys.Errorf(keys.EINVALID, `missing "input"`))
 			return
 		}
 		header := headerFromInput(body.Input.Headers)

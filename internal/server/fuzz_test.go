@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keyauthz/keyauthz/internal/authz"
+	"github.com/keyauthz/keyauthz/internal/badgerstore"
 	"github.com/keyauthz/keyauthz/internal/keys"
 	"github.com/keyauthz/keyauthz/internal/opa"
 	"github.com/keyauthz/keyauthz/internal/server"
@@ -29,7 +30,7 @@ func FuzzDataDecision(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	store, err := keys.OpenInMemory()
+	store, err := badgerstore.OpenInMemory()
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -111,7 +112,7 @@ func FuzzForwardAuth(f *testing.F) {
 		f.Add(s.style, s.key, s.method, s.uri, s.host, s.headers)
 	}
 	ctx := f.Context()
-	store, err := keys.OpenInMemory()
+	store, err := badgerstore.OpenInMemory()
 	if err != nil {
 		f.Fatal(err)
 	}

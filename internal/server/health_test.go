@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyauthz/keyauthz/internal/badgerstore"
 	"github.com/keyauthz/keyauthz/internal/keys"
 	"github.com/keyauthz/keyauthz/internal/opa"
 	"github.com/keyauthz/keyauthz/internal/server"
@@ -18,7 +19,7 @@ import (
 // disk) is still 200, so that load balancers keep sending it decisions, with status
 // "degraded" and the reason; anything else Health reports is a 503.
 func TestHealthStates(t *testing.T) {
-	store, err := keys.OpenInMemory()
+	store, err := badgerstore.OpenInMemory()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/keyauthz/keyauthz/internal/testutil"
 
 	"github.com/keyauthz/keyauthz/internal/authz"
+	"github.com/keyauthz/keyauthz/internal/badgerstore"
 	"github.com/keyauthz/keyauthz/internal/keys"
 	"github.com/keyauthz/keyauthz/internal/opa"
 	"github.com/keyauthz/keyauthz/internal/server"
@@ -21,7 +22,7 @@ import (
 // policy, seeded with the keys of the seed document's examples.
 type fixture struct {
 	URL   string
-	Store *keys.Store
+	Store *badgerstore.Store
 	Debug *testutil.SyncBuffer // the debug log (slog JSON, level debug)
 
 	decisionLog *testutil.SyncBuffer
@@ -38,7 +39,7 @@ func newSyncBuffer() *testutil.SyncBuffer { return &testutil.SyncBuffer{} }
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := t.Context()
-	store, err := keys.Open(t.TempDir())
+	store, err := badgerstore.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +106,7 @@ func newFixture(t *testing.T) *fixture {
 // authz.New with the default caches, decision cache included, and a usage recorder, so that
 // the server's tests run the production wiring. now is the Authorizer's clock (nil: time.Now);
 // the fixture runs it an hour ahead, so that the "expiring" key is expired.
-func newAuthorizer(store *keys.Store, eng *opa.Engine, logger *slog.Logger, now func() time.Time) *authz.Authorizer {
+func newAuthorizer(store *badgerstore.Store, eng *opa.Engine, logger *slog.Logger, now func() time.Time) *authz.Authorizer {
 	o := authz.DefaultOptions()
 	o.Usage = keys.NewUsageRecorder(store, logger)
 	o.Logger = logger

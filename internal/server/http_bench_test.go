@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keyauthz/keyauthz/internal/authz"
+	"github.com/keyauthz/keyauthz/internal/badgerstore"
 	"github.com/keyauthz/keyauthz/internal/cache"
 	"github.com/keyauthz/keyauthz/internal/keys"
 	"github.com/keyauthz/keyauthz/internal/opa"
@@ -24,7 +25,7 @@ import (
 // p99 of one connection; parallel runs GOMAXPROCS×4 clients and reports throughput as ns/op.
 func BenchmarkDecisionEndpoint(b *testing.B) {
 	ctx := context.Background()
-	store, err := keys.Open(b.TempDir())
+	store, err := badgerstore.Open(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -22,7 +22,7 @@ type metrics struct {
 // CacheStats returns a cache's lookups answered from memory and not.
 type CacheStats func() (hits, misses uint64)
 
-func newMetrics(reg *prometheus.Registry, store *keys.Store, revision func() string, caches map[string]CacheStats) *metrics {
+func newMetrics(reg *prometheus.Registry, store keys.Service, revision func() string, caches map[string]CacheStats) *metrics {
 	m := &metrics{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keyauthz_decisions_total",
@@ -59,7 +59,7 @@ func newMetrics(reg *prometheus.Registry, store *keys.Store, revision func() str
 	return m
 }
 
-func storeCount(store *keys.Store, kind string) func() float64 {
+func storeCount(store keys.Service, kind string) func() float64 {
 	return func() float64 {
 		d, u, k := store.Counts(context.Background())
 		switch kind {

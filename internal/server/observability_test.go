@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keyauthz/keyauthz/internal/authz"
+	"github.com/keyauthz/keyauthz/internal/badgerstore"
 	"github.com/keyauthz/keyauthz/internal/cache"
 	"github.com/keyauthz/keyauthz/internal/keys"
 	"github.com/keyauthz/keyauthz/internal/opa"
@@ -275,7 +276,7 @@ func TestRequestLogRedactsKey(t *testing.T) {
 // new decision) through the server: the decision cache and the host cache keep within their
 // bounds in bytes while about 40 times the decision bound passes through.
 func TestDecisionCacheBoundedUnderFlood(t *testing.T) {
-	store, err := keys.Open(t.TempDir())
+	store, err := badgerstore.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

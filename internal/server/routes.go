@@ -3,8 +3,6 @@ package server
 import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/keyauthz/keyauthz/internal/keys"
 )
 
 // routes maps every route of keyauthz: the whole HTTP surface in one screen.
@@ -18,28 +16,28 @@ func (s *Server) routes() {
 	api.GET("/version", handleVersion(s.deps.Version))
 	api.GET("/scopes", handleScopes(s.deps.Scopes))
 
-	api.GET("/api_keys", keys.HandleListKeys(store))
-	api.POST("/api_keys", keys.HandleCreateKey(store))
-	api.GET("/api_keys/inspect", keys.HandleInspect())
-	api.GET("/api_keys/:id", keys.HandleShowKey(store))
-	api.PATCH("/api_keys/:id", keys.HandleUpdateKey(store))
-	api.PUT("/api_keys/:id", keys.HandleUpdateKey(store))
-	api.DELETE("/api_keys/:id", keys.HandleDeleteKey(store))
+	api.GET("/api_keys", handleListKeys(store))
+	api.POST("/api_keys", handleCreateKey(store))
+	api.GET("/api_keys/inspect", handleInspect())
+	api.GET("/api_keys/:id", handleShowKey(store))
+	api.PATCH("/api_keys/:id", handleUpdateKey(store))
+	api.PUT("/api_keys/:id", handleUpdateKey(store))
+	api.DELETE("/api_keys/:id", handleDeleteKey(store))
 
-	api.GET("/domains", keys.HandleListDomains(store))
-	api.POST("/domains", keys.HandleCreateDomain(store))
-	api.GET("/domains/:id", keys.HandleShowDomain(store))
-	api.PATCH("/domains/:id", keys.HandleUpdateDomain(store))
-	api.PUT("/domains/:id", keys.HandleUpdateDomain(store))
-	api.DELETE("/domains/:id", keys.HandleDeleteDomain(store))
+	api.GET("/domains", handleListDomains(store))
+	api.POST("/domains", handleCreateDomain(store))
+	api.GET("/domains/:id", handleShowDomain(store))
+	api.PATCH("/domains/:id", handleUpdateDomain(store))
+	api.PUT("/domains/:id", handleUpdateDomain(store))
+	api.DELETE("/domains/:id", handleDeleteDomain(store))
 
-	api.GET("/users", keys.HandleListUsers(store))
-	api.POST("/users", keys.HandleCreateUser(store))
-	api.GET("/users/current", keys.HandleCurrentUser())
-	api.GET("/users/:id", keys.HandleShowUser(store))
-	api.PATCH("/users/:id", keys.HandleUpdateUser(store))
-	api.PUT("/users/:id", keys.HandleUpdateUser(store))
-	api.DELETE("/users/:id", keys.HandleDeleteUser(store))
+	api.GET("/users", handleListUsers(store))
+	api.POST("/users", handleCreateUser(store))
+	api.GET("/users/current", handleCurrentUser())
+	api.GET("/users/:id", handleShowUser(store))
+	api.PATCH("/users/:id", handleUpdateUser(store))
+	api.PUT("/users/:id", handleUpdateUser(store))
+	api.DELETE("/users/:id", handleDeleteUser(store))
 
 	// Decision endpoints for gateways and services (decide.go).
 	g.POST("/v1/data/keyauthz/decision", s.handleDataDecision(false))
@@ -60,4 +58,5 @@ func (s *Server) routes() {
 	// the admin base is judged by the policy first, then is a 404; anything
 	// outside it is a plain 404.
 	g.NoRoute(s.forwardAuthAnyMethod(), s.handleNoRoute())
+	s.mapAdminPage() // the admin page at /admin/: public, embedded assets (adminpage.go)
 }

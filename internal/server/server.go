@@ -29,7 +29,7 @@ type Engine interface {
 // Deps are the server's dependencies, given by the caller (run in cmd/keyauthz).
 type Deps struct {
 	Logger *slog.Logger
-	Store  *keys.Store
+	Store  keys.Service
 	Engine Engine
 	// Authorizer is the credential path over Store and Engine, built by authz.New as keyauthz
 	// serve builds it (caches, usage recorder); required. Its caches' counters are exported as

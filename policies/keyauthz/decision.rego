@@ -24,8 +24,8 @@ decision := {
 	"allow": outcome.status == 200,
 	"status": outcome.status,
 	"message": outcome.message,
-	"route": {"resource": resource, "access": access, "gate": gate},
-	"permissions": level_names[level],
+	"route": route.out,
+	"permissions": ["user", "support", "admin", "admin_support"][level],
 }
 
 # method_allowed holds for the HTTP methods keyauthz judges, spelled exactly so: the method
@@ -35,55 +35,29 @@ decision := {
 # decision.)
 method_allowed if input.request.method in {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
-# route is the matched route of the table, or the catch-all: routes not in the table need the
-# public scope, with access by method. A method that is not method_allowed has no route at
-# all: its decision names none.
-route := {"scopes": [], "access": "", "gate": "", "params": {}} if {
+# route is the matched route of the table or, when none matches, the catch-all (facts.unlisted),
+# as the route index holds them: each with its facts (facts.route_facts) already computed for the
+# request's method. A method that is not method_allowed has no route at all: its decision
+# names none.
+route := {"out": {"resource": "", "access": "", "gate": ""}, "params": {}} if {
 	not method_allowed
 } else := r if {
 	r := routing.match(input.request.method, input.request.path)
-} else := {"scopes": ["public"], "gate": "none", "params": {}, "default": true}
+} else := routing.unmatched(input.request.method)
 
 # bound holds the route's parameters, bound to the request's path segments.
 bound := routing.params(route, input.request.path)
 
-resource := route.scopes[0] if count(route.scopes) > 0
-
-else := ""
-
-# access is declared per route; where it is not, GET, HEAD and OPTIONS read and the rest write.
-access := route.access if {
-	route.access
-} else := "read" if {
-	input.request.method in {"GET", "HEAD", "OPTIONS"}
-} else := "write"
-
-gate := object.get(route, "gate", "none")
-
-# Permission levels: the key's level, capped at its user's current level, so that demoting a
-# user narrows its keys at once.
-level_names := ["user", "support", "admin", "admin_support"]
-
-levels := {"user": 0, "support": 1, "admin": 2, "admin_support": 3}
-
-user_level := 3 if {
-	input.user.sys_admin
-	input.user.support
-} else := 2 if {
-	input.user.sys_admin
-} else := 1 if {
-	input.user.support
-} else := 0
-
-key_level := l if {
-	l := levels[input.key.permissions]
-} else := 0
-
-level := key_level if key_level <= user_level
-
-else := user_level
-
-gate_min := {"none": 0, "support": 1, "admin": 2, "admin_or_self": 2}
+# level is the caller's permission level, 0 (user) to 3 (admin_support): the key's level
+# (its permissions; anything else, or no key, counts as user), capped at its user's current
+# level (sys_admin and support both: admin_support; sys_admin: admin; support: support; else
+# user; a flag counts when it is present and not false), so that demoting a user narrows its
+# keys at once. (One expression over inline tables: each rule a decision evaluates costs
+# allocations.)
+level := min([
+	object.get({"user": 0, "support": 1, "admin": 2, "admin_support": 3}, object.get(input, ["key", "permissions"], ""), 0),
+	{true: {true: 3, false: 2}, false: {true: 1, false: 0}}[object.get(input, ["user", "sys_admin"], false) != false][object.get(input, ["user", "support"], false) != false],
+])
 
 # outcome holds status and message, checked in order: the first rule that applies decides.
 outcome := {"status": 403, "message": "method not allowed"} if {
@@ -106,7 +80,7 @@ outcome := {"status": 403, "message": "method not allowed"} if {
 	route.authenticated
 } else := {"status": 403, "message": scope_message} if {
 	not scope_ok
-} else := {"status": 403, "message": gate_message} if {
+} else := {"status": 403, "message": route.gate_message} if {
 	not gate_ok
 } else := {"status": 200, "message": "allowed"}
 
@@ -124,7 +98,7 @@ case_ambiguous if {
 	some [i, literal] in route.literals
 	segs[i] != literal
 	exact := routing.match_exact_case(input.request.method, input.request.path)
-	exact.path != route.path
+	exact.identity != route.identity
 }
 
 # format_ambiguous holds when the path's last segment ends in a format suffix (the last '.'
@@ -137,24 +111,21 @@ case_ambiguous if {
 # `systems/control.json` the show of a system, or the control websocket (write). Neither reading
 # is safe to pick, so the request is refused. Where both readings give the same route
 # (`systems/sys-1.json`, `users/john.doe`) nothing changes. Routes are told apart by their table
-# path and methods (the catch-all has neither); only a path whose last segment holds a '.' needs
-# the second lookup.
+# path and methods (their identity in the index; the catch-all's is ""); only a path whose last
+# segment holds a '.' needs the second lookup.
 format_ambiguous if {
 	contains(input.request.path, ".")
 	dots := indexof_n(input.request.path, ".")
 	i := dots[count(dots) - 1]
 	regex.match(`^[^/.?]+$`, substring(input.request.path, i + 1, -1))
-	_route_id(_route_without_suffix(substring(input.request.path, 0, i))) != _route_id(route)
+	_route_without_suffix(substring(input.request.path, 0, i)).identity != route.identity
 }
 
-# _route_without_suffix is the route matched for path with the request's method (HEAD and
-# OPTIONS as GET, like route), or {} for the catch-all.
+# _route_without_suffix is the route (or catch-all) for path with the request's method, as route
+# finds it.
 _route_without_suffix(path) := r if {
 	r := routing.match(input.request.method, path)
-} else := {}
-
-# _route_id tells routes apart: a table route by its path and methods, the catch-all by neither.
-_route_id(r) := [object.get(r, "path", ""), object.get(r, "methods", [])]
+} else := routing.unmatched(input.request.method)
 
 # ambient_cross_site holds for a write (or a websocket, which PlaceOS uses to execute) made
 # cross-site with a key the browser adds by itself: a cookie or a URL parameter another site's
@@ -168,37 +139,30 @@ ambient_cross_site if {
 	_ambient_sensitive
 }
 
-_ambient_sensitive if access == "write"
+_ambient_sensitive if route.access == "write"
 
 _ambient_sensitive if input.request.protocol == "websocket"
 
-# A key may use a route when its scopes grant the route's access on one of the route's scopes
-# (or public), or when it is a guest key and the route lets guests in on its terms.
+# A key may use a route when one of its scopes grants the route's access on one of the route's
+# scopes or public (route.grants, see facts.route_facts), or when it is a guest key and the route lets
+# guests in on its terms.
 scope_ok if {
-	some granting in _granting
-	granting in input.key.scopes
+	some s in input.key.scopes
+	route.grants[s]
 }
 
 # Keys keyauthz stores have lower-case suffixes, so the rule above decides almost always; this
-# one serves keys written by hand with suffixes in another case.
+# one serves keys written by hand with suffixes in another case (the suffix is case-insensitive,
+# the resource is not).
 scope_ok if {
-	some granting in _granting
-	granting in _held
+	some s in input.key.scopes
+	s != lower(s)
+	route.grants[_lower_suffix(s)]
 }
-
-# _held is the key's scope list as a set, suffixes lower-cased (they are case-insensitive;
-# resources are not).
-_held := {_lower_suffix(s) | some s in input.key.scopes}
 
 _lower_suffix(s) := concat(".", [resource, lower(suffix)]) if {
 	[resource, suffix] := split(s, ".")
 } else := s
-
-# _granting lists the scopes that grant the route's access: precomputed in the route index
-# for the table's routes, public only for the rest.
-_granting := route.grants[access] if {
-	route.grants
-} else := ["public", concat(".", ["public", access])]
 
 scope_ok if guest_ok
 
@@ -219,26 +183,18 @@ guest_ok if {
 	}
 }
 
-scope_message := msg if {
+scope_message := "guest access denied: the request is outside the guest's roles" if {
 	guest_route_for_guest
-	msg := "guest access denied: the request is outside the guest's roles"
-} else := sprintf("missing scope: %s", [concat(" or ", [sprintf("%s.%s", [s, access]) | some s in _required])])
+} else := route.scope_message
 
 guest_route_for_guest if {
 	"guest" in input.key.scopes
 	route.guest
 }
 
-# _required lists the scopes that would open the route, public last.
-_required := array.concat([s | some s in route.scopes; s != "public"], ["public"])
-
-gate_ok if level >= gate_min[gate]
+gate_ok if level >= route.gate_min
 
 gate_ok if {
-	gate == "admin_or_self"
+	route.gate == "admin_or_self"
 	bound[route.self_param] == input.user.id
 }
-
-gate_message := sprintf("requires %s permissions", [gate]) if gate != "admin_or_self"
-
-else := "requires admin permissions or the user's own record"

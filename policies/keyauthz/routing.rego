@@ -16,41 +16,49 @@
 #   (a backend may ignore case), while parameters keep the request's own spelling.
 package keyauthz.routing
 
+import data.keyauthz.facts
+
 # The index keyauthz builds from the table once, when a policy is loaded or a bundle built, and
 # stores at data.keyauthz.routes.index. Without it (a plain `opa test` or `opa build` of the
 # policies/ folder) the same index is computed from the table on each evaluation: the same
 # answers, only slower.
-index := data.keyauthz.routes.index if {
-	data.keyauthz.routes.index
+index := i if {
+	i := data.keyauthz.routes.index
 } else := built_index
 
-# built_index is the route index, computed from the table. For each method named in the table,
-# and for "*" (every other method), it holds the routes that method can reach, "*" routes
-# included (a route naming the method wins over a "*" route of the same pattern):
+# built_index is the route index, computed from the table. For "GET", for each other method
+# named in the table, and for "*" (every other method), it holds the routes that method can
+# reach, "*" routes included (a route naming the method wins over a "*" route of the same
+# pattern):
 #   exact[key]      the route whose pattern, with each parameter written ":", is key
-#   masks[n]        for the n-segment patterns, the JSON patches that turn a request's segments
-#                   into a key, most specific first (literal segments before parameters,
-#                   leftmost first)
+#   masks[n]        for the n-segment patterns (an array: masks[n] is [] when there are none),
+#                   the sprintf formats that turn a request's segments into a key, most specific
+#                   first (literal segments before parameters, leftmost first): "%[1]s/:" keeps
+#                   the first segment and writes ":" for the second
 #   prefix[key]     the "/*" route whose literal prefix is key
 #   prefix_lengths  the segment counts of those prefixes, longest first
+#   default         the catch-all (facts.unlisted): the route of a request no route matches
 # Keys are lower-case (match looks up the lower-cased path); a row's HEAD or OPTIONS is left
 # out, since those requests are looked up as GET.
-# Each route carries "params" ({name: segment index}), "literals" ([[segment index, the literal
-# as the table spells it], ...]; pairs, since a JSON copy of the index would turn number keys
-# into strings) and "grants" ({access: the scope strings that grant that access on the route,
-# public included}), so that a decision does no string work on the table. Two routes with the
-# same method and pattern make this rule fail, so such a table cannot load.
+# Each route is the table's row with "params" ({name: segment index}), "literals" ([[segment
+# index, the literal as the table spells it], ...]; pairs, since a JSON copy of the index would
+# turn number keys into strings), "identity" (its methods and path, which tell routes apart in
+# the ambiguity checks; "" for the catch-all) and its facts for that method
+# (facts.route_facts: access, gate, grants, gate_min, out and messages), so that a decision
+# does no string work on the table and computes nothing a route alone determines. Two routes
+# with the same method and pattern make this rule fail, so such a table cannot load.
 built_index := {m: _method_index(m) | some m in _methods}
 
-_methods := {upper(m) | some r in data.keyauthz.routes.table; some m in r.methods; not as_get[upper(m)]} | {"*"}
+_methods := {upper(m) | some r in data.keyauthz.routes.table; some m in r.methods; not as_get[upper(m)]} | {"GET", "*"}
 
 _method_index(m) := {
-	"exact": {e.key: e.route | some e in entries; e.kind == "exact"},
-	"masks": {n: [_patch(mask) | some mask in sort({e.mask | some e in exact; e.n == n})] |
-		some n in {e.n | some e in exact}
-	},
-	"prefix": {e.key: e.route | some e in entries; e.kind == "prefix"},
+	"exact": {e.key: facts.route_facts(e.route, m) | some e in entries; e.kind == "exact"},
+	"masks": [[_format(mask) | some mask in sort({e.mask | some e in exact; e.n == format_int(n, 10)})] |
+		some n in numbers.range(0, max({to_number(e.n) | some e in exact} | {0}))
+	],
+	"prefix": {e.key: facts.route_facts(e.route, m) | some e in entries; e.kind == "prefix"},
 	"prefix_lengths": array.reverse(sort({to_number(e.n) | some e in entries; e.kind == "prefix"})),
+	"default": facts.route_facts(object.union(facts.unlisted, {"identity": ""}), m),
 } if {
 	own := {e | some e in _entries; e.method == m}
 	entries := own | {e |
@@ -82,7 +90,7 @@ _entries contains entry if {
 		"route": object.union(r, {
 			"params": {trim_prefix(s, ":"): i | some i, s in segs; startswith(s, ":")},
 			"literals": [[i, s] | some i, s in segs; not startswith(s, ":")],
-			"grants": {a: _grants(r, a) | some a in ["read", "write"]},
+			"identity": concat(" ", [concat(",", r.methods), r.path]),
 		}),
 	}
 }
@@ -91,15 +99,25 @@ _kind(path) := "prefix" if endswith(path, "/*")
 
 _kind(path) := "exact" if not endswith(path, "/*")
 
-_grants(r, access) := [g |
-	some s in array.concat(object.get(r, "scopes", []), ["public"])
-	some g in [s, concat(".", [s, access])]
-]
+# _format is the sprintf format of mask (one character per segment, "1" for a parameter): each
+# literal segment's position as an explicit argument, ":" for each parameter. A format without
+# any literal starts with "%.0[1]s" (the first segment, printed empty), so that sprintf does not
+# complain of unused arguments; the empty pattern ("/") has the empty format.
+_format(mask) := concat("", [prefix, concat("/", parts)]) if {
+	mask != ""
+	parts := [_format_part(substring(mask, i, 1), i) | some i in numbers.range(0, count(mask) - 1)]
+	prefix := _format_prefix(mask)
+}
 
-_patch(mask) := [{"op": "replace", "path": sprintf("/%d", [i]), "value": ":"} |
-	some i in numbers.range(0, count(mask) - 1)
-	substring(mask, i, 1) == "1"
-]
+_format("") := ""
+
+_format_part("0", i) := sprintf("%%[%d]s", [i + 1])
+
+_format_part("1", _) := ":"
+
+_format_prefix(mask) := "%.0[1]s" if not contains(mask, "0")
+
+else := ""
 
 _mask_bit(s) := "1" if startswith(s, ":")
 
@@ -111,13 +129,8 @@ _key_part(s) := lower(s) if not startswith(s, ":")
 
 # segments splits a path into its non-empty segments: "/" has none. A normalised path (the
 # policy's input) is split directly; anything else has its empty segments dropped.
-segments("/") := []
-
 segments(path) := split(substring(path, 1, -1), "/") if {
-	path != "/"
-	startswith(path, "/")
-	not contains(path, "//")
-	not endswith(path, "/")
+	regex.match(`^(/[^/]+)+$`, path)
 } else := [s | some s in split(path, "/"); s != ""]
 
 # as_get maps the methods that are looked up as GET to it: a backend answers HEAD with its GET
@@ -129,15 +142,15 @@ as_get := {"HEAD": "GET", "OPTIONS": "GET"}
 # any method it does not know) and path (a normalised path), undefined when no route matches.
 # Literal segments match in any case: the path is lower-cased once and looked up among the
 # index's lower-case keys. Its "params" name the segment index of each parameter (see params).
-match(method, path) := _match(
-	object.get(index, object.get(as_get, method, method), index["*"]),
-	segments(lower(path)),
-)
+match(method, path) := _match(object.get(index, object.get(as_get, method, method), index["*"]), segments(lower(path)))
+
+# unmatched is the catch-all for method: the route of a request no route of the table matches.
+unmatched(method) := object.get(index, object.get(as_get, method, method), index["*"]).default
 
 _match(t, segs) := r if {
 	found := [r |
-		some patch in object.get(t.masks, format_int(count(segs), 10), [])
-		r := t.exact[concat("/", json.patch(segs, patch))]
+		some f in t.masks[count(segs)]
+		r := t.exact[sprintf(f, segs)]
 	]
 	r := found[0]
 } else := r if {
@@ -152,10 +165,7 @@ _match(t, segs) := r if {
 # match_exact_case is the route a backend that matches case-sensitively would run for method
 # and path: the path's segments looked up as sent, so a segment in another case than the
 # table's (lower-case) literal can only match a parameter. Undefined when no route matches.
-match_exact_case(method, path) := _match(
-	object.get(index, object.get(as_get, method, method), index["*"]),
-	segments(path),
-)
+match_exact_case(method, path) := _match(object.get(index, object.get(as_get, method, method), index["*"]), segments(path))
 
 # params binds the parameters of route to the segments of path: {name: value}, in the path's
 # own case (ids are case-sensitive: the guest and self checks compare them as sent).

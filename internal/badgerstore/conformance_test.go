@@ -1,8 +1,9 @@
-package keys_test
+package badgerstore_test
 
 import (
 	"testing"
 
+	"github.com/keyauthz/keyauthz/internal/badgerstore"
 	"github.com/keyauthz/keyauthz/internal/keys"
 	"github.com/keyauthz/keyauthz/internal/keys/storetest"
 )
@@ -12,7 +13,7 @@ import (
 func TestBadgerConformance(t *testing.T) {
 	t.Run("InMemory", func(t *testing.T) {
 		storetest.Run(t, func(t *testing.T) keys.Service {
-			s, err := keys.OpenInMemory()
+			s, err := badgerstore.OpenInMemory()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -26,7 +27,7 @@ func TestBadgerConformance(t *testing.T) {
 	})
 	t.Run("OnDisk", func(t *testing.T) {
 		storetest.Run(t, func(t *testing.T) keys.Service {
-			s, err := keys.Open(t.TempDir())
+			s, err := badgerstore.Open(t.TempDir())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package keys
+package badgerstore
 
 import (
 	"encoding/json"
@@ -13,6 +13,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/keyauthz/keyauthz/internal/keys"
 )
 
 // testNow is the fixed clock of the store tests.
@@ -30,22 +32,22 @@ func newStore(t testing.TB) *Store {
 
 // fixture is one domain with a plain user and an admin user.
 type fixture struct {
-	domain      *Domain
-	user, admin *User
+	domain      *keys.Domain
+	user, admin *keys.User
 }
 
 func seed(t testing.TB, s *Store, host string) fixture {
 	t.Helper()
 	ctx := t.Context()
 	f := fixture{
-		domain: &Domain{Name: "Site " + host, Domain: host},
-		user:   &User{Name: "Plain", Email: "plain@" + host, Groups: []string{"zone-1"}},
-		admin:  &User{Name: "Admin", Email: "admin@" + host, SysAdmin: true},
+		domain: &keys.Domain{Name: "Site " + host, Domain: host},
+		user:   &keys.User{Name: "Plain", Email: "plain@" + host, Groups: []string{"zone-1"}},
+		admin:  &keys.User{Name: "Admin", Email: "admin@" + host, SysAdmin: true},
 	}
 	if err := s.CreateDomain(ctx, f.domain); err != nil {
 		t.Fatal(err)
 	}
-	for _, u := range []*User{f.user, f.admin} {
+	for _, u := range []*keys.User{f.user, f.admin} {
 		u.AuthorityID = f.domain.ID
 		if err := s.CreateUser(ctx, u); err != nil {
 			t.Fatal(err)
@@ -54,7 +56,7 @@ func seed(t testing.TB, s *Store, host string) fixture {
 	return f
 }
 
-func mustCreateKey(t testing.TB, s *Store, k *APIKey) string {
+func mustCreateKey(t testing.TB, s *Store, k *keys.APIKey) string {
 	t.Helper()
 	pt, err := s.CreateKey(t.Context(), k)
 	if err != nil {
@@ -68,14 +70,14 @@ func ptr[T any](v T) *T { return &v }
 // snapshot is everything stored, for "nothing changed" assertions.
 func snapshot(t *testing.T, s *Store) string {
 	t.Helper()
-	keys, _, err := s.ListKeys(t.Context(), KeyFilter{})
+	ks, _, err := s.ListKeys(t.Context(), keys.KeyFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	users, _ := s.ListUsers(t.Context(), "")
 	domains, _ := s.ListDomains(t.Context())
 	d, u, k := s.Counts(t.Context())
-	b, err := json.MarshalIndent([]any{d, u, k, keys, users, domains}, "", " ")
+	b, err := json.MarshalIndent([]any{d, u, k, ks, users, domains}, "", " ")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +91,7 @@ func TestStore_OnDiskReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := seed(t, s, "example.com")
-	k := &APIKey{Name: "kiosk", Scopes: []string{"public.read"}, UserID: f.user.ID}
+	k := &keys.APIKey{Name: "kiosk", Scopes: []string{"public.read"}, UserID: f.user.ID}
 	pt := mustCreateKey(t, s, k)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -132,21 +134,21 @@ func TestOpen_FolderInUse(t *testing.T) {
 func TestCreateKey(t *testing.T) {
 	s := newStore(t)
 	f := seed(t, s, "example.com")
-	k := &APIKey{
+	k := &keys.APIKey{
 		Name: "  Panel 1  ", Description: "lobby", Scopes: []string{"systems.READ", "control"},
 		UserID: f.user.ID, AuthorityID: "authority-ignored", ExpiresAt: ptr(testNow.Unix() + 60),
 	}
 	pt := mustCreateKey(t, s, k)
-	want := &APIKey{
+	want := &keys.APIKey{
 		ID: k.ID, Name: "Panel 1", Description: "lobby", Scopes: []string{"systems.read", "control"},
-		Permissions: PermissionUser, UserID: f.user.ID, AuthorityID: f.domain.ID,
+		Permissions: keys.PermissionUser, UserID: f.user.ID, AuthorityID: f.domain.ID,
 		CreatedAt: testNow.Unix(), UpdatedAt: testNow.Unix(), ExpiresAt: ptr(testNow.Unix() + 60),
 	}
 	if diff := cmp.Diff(want, k); diff != "" {
 		t.Errorf("created key (-want +got):\n%s", diff)
 	}
-	if id, _, ok := ParseKey(pt); !ok || id != k.ID {
-		t.Errorf("plaintext %q does not carry id %s", Secret(pt), k.ID)
+	if id, _, ok := keys.ParseKey(pt); !ok || id != k.ID {
+		t.Errorf("plaintext %q does not carry id %s", keys.Secret(pt), k.ID)
 	}
 	got, err := s.GetKey(t.Context(), k.ID)
 	if err != nil {
@@ -159,7 +161,7 @@ func TestCreateKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, secret, _ := ParseKey(pt); stored.Hash != HashKey(k.ID, secret) {
+	if _, secret, _ := keys.ParseKey(pt); stored.Hash != keys.HashKey(k.ID, secret) {
 		t.Errorf("stored hash %q is not HMAC(secret, id)", stored.Hash)
 	}
 }
@@ -167,54 +169,55 @@ func TestCreateKey(t *testing.T) {
 func TestCreateKey_Validation(t *testing.T) {
 	s := newStore(t)
 	f := seed(t, s, "example.com")
-	mustCreateKey(t, s, &APIKey{Name: "Taken Name", UserID: f.user.ID})
+	mustCreateKey(t, s, &keys.APIKey{Name: "Taken Name", UserID: f.user.ID})
 	other := seed(t, s, "other.example.com")
 	before := snapshot(t, s)
 
 	tests := []struct {
 		note     string
-		key      APIKey
+		key      keys.APIKey
 		code     string
-		failures []Failure
+		failures []keys.Failure
 	}{
-		{"three-part scope", APIKey{Name: "x", UserID: f.user.ID, Scopes: []string{"a.b.c"}}, EINVALID, nil},
-		{"unknown suffix", APIKey{Name: "x", UserID: f.user.ID, Scopes: []string{"systems.exec"}}, EINVALID, nil},
-		{"name required", APIKey{Name: "   ", UserID: f.user.ID}, EUNPROCESSABLE,
-			[]Failure{{"name", reasonRequired}}},
-		{"duplicate name, other case", APIKey{Name: "taken NAME", UserID: f.admin.ID}, EUNPROCESSABLE,
-			[]Failure{{"name", reasonTaken}}},
-		{"unknown user", APIKey{Name: "x", UserID: "user-nope"}, EUNPROCESSABLE,
-			[]Failure{{"user_id", reasonMissing}}},
-		{"user required", APIKey{Name: "x"}, EUNPROCESSABLE, []Failure{{"user_id", reasonRequired}}},
-		{"permissions above the user's", APIKey{Name: "x", UserID: f.user.ID, Permissions: PermissionAdmin},
-			EUNPROCESSABLE, []Failure{{"permissions", "exceeds the user's own level (user)"}}},
-		{"admin_support above admin", APIKey{Name: "x", UserID: f.admin.ID, Permissions: PermissionAdminSupport},
-			EUNPROCESSABLE, []Failure{{"permissions", "exceeds the user's own level (admin)"}}},
-		{"invalid permissions", APIKey{Name: "x", UserID: f.admin.ID, Permissions: "root"}, EUNPROCESSABLE,
-			[]Failure{{"permissions", "is invalid (want user, support, admin or admin_support)"}}},
-		{"expires_at now", APIKey{Name: "x", UserID: f.user.ID, ExpiresAt: ptr(testNow.Unix())}, EUNPROCESSABLE,
-			[]Failure{{"expires_at", reasonFuture}}},
-		{"expires_at past", APIKey{Name: "x", UserID: f.user.ID, ExpiresAt: ptr(int64(1))}, EUNPROCESSABLE,
-			[]Failure{{"expires_at", reasonFuture}}},
-		{"name too long", APIKey{Name: strings.Repeat("ü", 256), UserID: f.user.ID}, EUNPROCESSABLE,
-			[]Failure{{"name", reasonTooLong}}},
-		{"invalid UTF-8 name", APIKey{Name: "a\xffb", UserID: f.user.ID}, EUNPROCESSABLE,
-			[]Failure{{"name", reasonInvalid}}},
-		{"all at once", APIKey{Name: "", ExpiresAt: ptr(int64(1)), Permissions: "x"}, EUNPROCESSABLE,
-			[]Failure{{"name", reasonRequired}, {"expires_at", reasonFuture}, {"user_id", reasonRequired},
-				{"permissions", "is invalid (want user, support, admin or admin_support)"}}},
+		{"three-part scope", keys.APIKey{Name: "x", UserID: f.user.ID, Scopes: []string{"a.b.c"}}, keys.EINVALID, nil},
+		{"unknown suffix", keys.APIKey{Name: "x", UserID: f.user.ID, Scopes: []string{"systems.exec"}}, keys.EINVALID, nil},
+		{"name required", keys.APIKey{Name: "   ", UserID: f.user.ID}, keys.EUNPROCESSABLE,
+			[]keys.Failure{{Field: "name", Reason: keys.ReasonRequired}}},
+		{"duplicate name, other case", keys.APIKey{Name: "taken NAME", UserID: f.admin.ID}, keys.EUNPROCESSABLE,
+			[]keys.Failure{{Field: "name", Reason: keys.ReasonTaken}}},
+		{"unknown user", keys.APIKey{Name: "x", UserID: "user-nope"}, keys.EUNPROCESSABLE,
+			[]keys.Failure{{Field: "user_id", Reason: keys.ReasonMissing}}},
+		{"user required", keys.APIKey{Name: "x"}, keys.EUNPROCESSABLE, []keys.Failure{{Field: "user_id", Reason: keys.ReasonRequired}}},
+		{"permissions above the user's", keys.APIKey{Name: "x", UserID: f.user.ID, Permissions: keys.PermissionAdmin},
+			keys.EUNPROCESSABLE, []keys.Failure{{Field: "permissions", Reason: "exceeds the user's own level (user)"}}},
+		{"admin_support above admin", keys.APIKey{Name: "x", UserID: f.admin.ID, Permissions: keys.PermissionAdminSupport},
+			keys.EUNPROCESSABLE, []keys.Failure{{Field: "permissions", Reason: "exceeds the user's own level (admin)"}}},
+		{"invalid permissions", keys.APIKey{Name: "x", UserID: f.admin.ID, Permissions: "root"}, keys.EUNPROCESSABLE,
+			[]keys.Failure{{Field: "permissions", Reason: "is invalid (want user, support, admin or admin_support)"}}},
+		{"expires_at now", keys.APIKey{Name: "x", UserID: f.user.ID, ExpiresAt: ptr(testNow.Unix())}, keys.EUNPROCESSABLE,
+			[]keys.Failure{{Field: "expires_at", Reason: keys.ReasonFuture}}},
+		{"expires_at past", keys.APIKey{Name: "x", UserID: f.user.ID, ExpiresAt: ptr(int64(1))}, keys.EUNPROCESSABLE,
+			[]keys.Failure{{Field: "expires_at", Reason: keys.ReasonFuture}}},
+		{"name too long", keys.APIKey{Name: strings.Repeat("ü", 256), UserID: f.user.ID}, keys.EUNPROCESSABLE,
+			[]keys.Failure{{Field: "name", Reason: keys.ReasonTooLong}}},
+		{"invalid UTF-8 name", keys.APIKey{Name: "a\xffb", UserID: f.user.ID}, keys.EUNPROCESSABLE,
+			[]keys.Failure{{Field: "name", Reason: keys.ReasonInvalid}}},
+		{"all at once", keys.APIKey{Name: "", ExpiresAt: ptr(int64(1)), Permissions: "x"}, keys.EUNPROCESSABLE,
+			[]keys.Failure{{Field: "name", Reason: keys.ReasonRequired}, {Field: "expires_at", Reason: keys.ReasonFuture},
+				{Field: "user_id", Reason: keys.ReasonRequired},
+				{Field: "permissions", Reason: "is invalid (want user, support, admin or admin_support)"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.note, func(t *testing.T) {
 			k := tt.key
 			pt, err := s.CreateKey(t.Context(), &k)
-			if got := ErrorCode(err); got != tt.code {
+			if got := keys.ErrorCode(err); got != tt.code {
 				t.Fatalf("code = %q (%v), want %q", got, err, tt.code)
 			}
 			if pt != "" {
 				t.Error("plaintext returned on failure")
 			}
-			if diff := cmp.Diff(tt.failures, ErrorFailures(err)); diff != "" {
+			if diff := cmp.Diff(tt.failures, keys.ErrorFailures(err)); diff != "" {
 				t.Errorf("failures (-want +got):\n%s", diff)
 			}
 			if diff := cmp.Diff(tt.key, k); diff != "" {
@@ -227,10 +230,10 @@ func TestCreateKey_Validation(t *testing.T) {
 	}
 
 	// Accepted: the same name in another domain, a unicode name at the limit, a capped level.
-	for _, k := range []*APIKey{
+	for _, k := range []*keys.APIKey{
 		{Name: "taken name", UserID: other.user.ID},
 		{Name: strings.Repeat("ü", 255), UserID: f.user.ID},
-		{Name: "日本語のキー 🔑", UserID: f.admin.ID, Permissions: PermissionAdmin, Scopes: []string{}},
+		{Name: "日本語のキー 🔑", UserID: f.admin.ID, Permissions: keys.PermissionAdmin, Scopes: []string{}},
 	} {
 		mustCreateKey(t, s, k)
 	}
@@ -239,23 +242,23 @@ func TestCreateKey_Validation(t *testing.T) {
 func TestUpdateKey(t *testing.T) {
 	s := newStore(t)
 	f := seed(t, s, "example.com")
-	k := &APIKey{Name: "one", UserID: f.admin.ID, ExpiresAt: ptr(testNow.Unix() + 10)}
+	k := &keys.APIKey{Name: "one", UserID: f.admin.ID, ExpiresAt: ptr(testNow.Unix() + 10)}
 	mustCreateKey(t, s, k)
-	mustCreateKey(t, s, &APIKey{Name: "two", UserID: f.admin.ID})
+	mustCreateKey(t, s, &keys.APIKey{Name: "two", UserID: f.admin.ID})
 
 	t.Run("invalid", func(t *testing.T) {
 		before := snapshot(t, s)
-		for _, u := range []KeyUpdate{
+		for _, u := range []keys.KeyUpdate{
 			{Name: ptr("TWO")},
 			{Scopes: &[]string{"a.b.c"}},
-			{Permissions: ptr(PermissionAdminSupport)},
-			{ExpiresAt: NullableInt64{Set: true, Value: ptr(int64(5))}},
+			{Permissions: ptr(keys.PermissionAdminSupport)},
+			{ExpiresAt: keys.NullableInt64{Set: true, Value: ptr(int64(5))}},
 		} {
 			if _, err := s.UpdateKey(t.Context(), k.ID, u); err == nil {
 				t.Errorf("UpdateKey(%+v) succeeded", u)
 			}
 		}
-		if _, err := s.UpdateKey(t.Context(), "nope", KeyUpdate{}); ErrorCode(err) != ENOTFOUND {
+		if _, err := s.UpdateKey(t.Context(), "nope", keys.KeyUpdate{}); keys.ErrorCode(err) != keys.ENOTFOUND {
 			t.Errorf("unknown id: %v", err)
 		}
 		if diff := cmp.Diff(before, snapshot(t, s)); diff != "" {
@@ -264,23 +267,23 @@ func TestUpdateKey(t *testing.T) {
 	})
 
 	t.Run("valid", func(t *testing.T) {
-		got, err := s.UpdateKey(t.Context(), k.ID, KeyUpdate{
+		got, err := s.UpdateKey(t.Context(), k.ID, keys.KeyUpdate{
 			Name: ptr("Renamed"), Description: ptr("d"), Scopes: &[]string{"users.Write"},
-			Permissions: ptr(PermissionAdmin), ExpiresAt: NullableInt64{Set: true},
+			Permissions: ptr(keys.PermissionAdmin), ExpiresAt: keys.NullableInt64{Set: true},
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := *k
 		want.Name, want.Description, want.Scopes, want.Permissions, want.ExpiresAt =
-			"Renamed", "d", []string{"users.write"}, PermissionAdmin, nil
+			"Renamed", "d", []string{"users.write"}, keys.PermissionAdmin, nil
 		if diff := cmp.Diff(&want, got); diff != "" {
 			t.Errorf("updated (-want +got):\n%s", diff)
 		}
 		// The old name is free again; the new one is taken.
-		mustCreateKey(t, s, &APIKey{Name: "ONE", UserID: f.admin.ID})
-		_, err = s.CreateKey(t.Context(), &APIKey{Name: "renamed", UserID: f.admin.ID})
-		if diff := cmp.Diff([]Failure{{"name", reasonTaken}}, ErrorFailures(err)); diff != "" {
+		mustCreateKey(t, s, &keys.APIKey{Name: "ONE", UserID: f.admin.ID})
+		_, err = s.CreateKey(t.Context(), &keys.APIKey{Name: "renamed", UserID: f.admin.ID})
+		if diff := cmp.Diff([]keys.Failure{{Field: "name", Reason: keys.ReasonTaken}}, keys.ErrorFailures(err)); diff != "" {
 			t.Errorf("name index not moved (-want +got):\n%s", diff)
 		}
 	})
@@ -291,24 +294,24 @@ func TestCascades(t *testing.T) {
 	a := seed(t, s, "a.example.com")
 	b := seed(t, s, "b.example.com")
 	var keyIDs = map[string][]string{}
-	for _, u := range []*User{a.user, a.admin, b.user} {
+	for _, u := range []*keys.User{a.user, a.admin, b.user} {
 		for i := range 3 {
-			k := &APIKey{Name: fmt.Sprintf("%s-k%d", u.Name, i), UserID: u.ID}
+			k := &keys.APIKey{Name: fmt.Sprintf("%s-k%d", u.Name, i), UserID: u.ID}
 			mustCreateKey(t, s, k)
 			keyIDs[u.ID] = append(keyIDs[u.ID], k.ID)
 		}
 	}
-	var changes []Change
-	s.OnChange(func(c Change) { changes = append(changes, c) })
+	var changes []keys.Change
+	s.OnChange(func(c keys.Change) { changes = append(changes, c) })
 
 	if err := s.DeleteUser(t.Context(), a.user.ID); err != nil {
 		t.Fatal(err)
 	}
-	want := []Change{{KindUser, a.user.ID}}
+	want := []keys.Change{{Kind: keys.KindUser, ID: a.user.ID}}
 	for _, id := range keyIDs[a.user.ID] {
-		want = append(want, Change{KindKey, id})
+		want = append(want, keys.Change{Kind: keys.KindKey, ID: id})
 	}
-	sortChanges := cmpopts.SortSlices(func(x, y Change) bool { return x.Kind+x.ID < y.Kind+y.ID })
+	sortChanges := cmpopts.SortSlices(func(x, y keys.Change) bool { return x.Kind+x.ID < y.Kind+y.ID })
 	if diff := cmp.Diff(want, changes, sortChanges); diff != "" {
 		t.Errorf("DeleteUser changes (-want +got):\n%s", diff)
 	}
@@ -320,9 +323,9 @@ func TestCascades(t *testing.T) {
 	if err := s.DeleteDomain(t.Context(), a.domain.ID); err != nil {
 		t.Fatal(err)
 	}
-	want = []Change{{KindDomain, a.domain.ID}, {KindUser, a.admin.ID}}
+	want = []keys.Change{{Kind: keys.KindDomain, ID: a.domain.ID}, {Kind: keys.KindUser, ID: a.admin.ID}}
 	for _, id := range keyIDs[a.admin.ID] {
-		want = append(want, Change{KindKey, id})
+		want = append(want, keys.Change{Kind: keys.KindKey, ID: id})
 	}
 	if diff := cmp.Diff(want, changes, sortChanges); diff != "" {
 		t.Errorf("DeleteDomain changes (-want +got):\n%s", diff)
@@ -331,25 +334,25 @@ func TestCascades(t *testing.T) {
 		t.Errorf("Counts = %d, %d, %d; want 1, 2, 3", d, u, k)
 	}
 	for _, id := range append(keyIDs[a.user.ID], keyIDs[a.admin.ID]...) {
-		if _, err := s.GetKey(t.Context(), id); ErrorCode(err) != ENOTFOUND {
+		if _, err := s.GetKey(t.Context(), id); keys.ErrorCode(err) != keys.ENOTFOUND {
 			t.Errorf("key %s survived: %v", id, err)
 		}
 	}
-	if _, err := s.DomainByHost(t.Context(), "a.example.com"); ErrorCode(err) != ENOTFOUND {
+	if _, err := s.DomainByHost(t.Context(), "a.example.com"); keys.ErrorCode(err) != keys.ENOTFOUND {
 		t.Errorf("host index survived: %v", err)
 	}
 	// Indexes are gone too: the host and the key names can be reused.
 	c := seed(t, s, "a.example.com")
-	mustCreateKey(t, s, &APIKey{Name: "Plain-k0", UserID: c.user.ID})
+	mustCreateKey(t, s, &keys.APIKey{Name: "Plain-k0", UserID: c.user.ID})
 	if got, _ := s.ListUsers(t.Context(), a.domain.ID); len(got) != 0 {
 		t.Errorf("users of the deleted domain: %+v", got)
 	}
-	if _, n, _ := s.ListKeys(t.Context(), KeyFilter{AuthorityID: b.domain.ID}); n != 3 {
+	if _, n, _ := s.ListKeys(t.Context(), keys.KeyFilter{AuthorityID: b.domain.ID}); n != 3 {
 		t.Errorf("domain b keys = %d, want 3", n)
 	}
 	for _, err := range []error{s.DeleteDomain(t.Context(), "nope"), s.DeleteUser(t.Context(), "nope"),
 		s.DeleteKey(t.Context(), "nope")} {
-		if ErrorCode(err) != ENOTFOUND {
+		if keys.ErrorCode(err) != keys.ENOTFOUND {
 			t.Errorf("delete unknown: %v", err)
 		}
 	}
@@ -358,7 +361,7 @@ func TestCascades(t *testing.T) {
 func TestDomainsAndUsers(t *testing.T) {
 	s := newStore(t)
 	ctx := t.Context()
-	d := &Domain{Name: " Main ", Domain: "HTTPS://Example.com:8443/app", Description: "x"}
+	d := &keys.Domain{Name: " Main ", Domain: "HTTPS://Example.com:8443/app", Description: "x"}
 	if err := s.CreateDomain(ctx, d); err != nil {
 		t.Fatal(err)
 	}
@@ -372,28 +375,28 @@ func TestDomainsAndUsers(t *testing.T) {
 
 	before := snapshot(t, s)
 	for _, tt := range []struct {
-		d    Domain
-		want []Failure
+		d    keys.Domain
+		want []keys.Failure
 	}{
-		{Domain{Name: "dup", Domain: "example.COM"}, []Failure{{"domain", reasonTaken}}},
-		{Domain{Name: "", Domain: ""}, []Failure{{"name", reasonRequired}, {"domain", reasonRequired}}},
-		{Domain{Name: "bad", Domain: "exa mple"}, []Failure{{"domain", reasonInvalid}}},
+		{keys.Domain{Name: "dup", Domain: "example.COM"}, []keys.Failure{{Field: "domain", Reason: keys.ReasonTaken}}},
+		{keys.Domain{Name: "", Domain: ""}, []keys.Failure{{Field: "name", Reason: keys.ReasonRequired}, {Field: "domain", Reason: keys.ReasonRequired}}},
+		{keys.Domain{Name: "bad", Domain: "exa mple"}, []keys.Failure{{Field: "domain", Reason: keys.ReasonInvalid}}},
 	} {
 		err := s.CreateDomain(ctx, &tt.d)
-		if diff := cmp.Diff(tt.want, ErrorFailures(err)); diff != "" || ErrorCode(err) != EUNPROCESSABLE {
+		if diff := cmp.Diff(tt.want, keys.ErrorFailures(err)); diff != "" || keys.ErrorCode(err) != keys.EUNPROCESSABLE {
 			t.Errorf("CreateDomain(%+v): %v (-want +got):\n%s", tt.d, err, diff)
 		}
 	}
 	for _, tt := range []struct {
-		u    User
-		want []Failure
+		u    keys.User
+		want []keys.Failure
 	}{
-		{User{Name: "n", Email: "n@x"}, []Failure{{"authority_id", reasonRequired}}},
-		{User{Name: "n", Email: "n@x", AuthorityID: "authority-nope"}, []Failure{{"authority_id", reasonMissing}}},
-		{User{Name: "", Email: "no-at", AuthorityID: d.ID}, []Failure{{"name", reasonRequired}, {"email", reasonInvalid}}},
+		{keys.User{Name: "n", Email: "n@x"}, []keys.Failure{{Field: "authority_id", Reason: keys.ReasonRequired}}},
+		{keys.User{Name: "n", Email: "n@x", AuthorityID: "authority-nope"}, []keys.Failure{{Field: "authority_id", Reason: keys.ReasonMissing}}},
+		{keys.User{Name: "", Email: "no-at", AuthorityID: d.ID}, []keys.Failure{{Field: "name", Reason: keys.ReasonRequired}, {Field: "email", Reason: keys.ReasonInvalid}}},
 	} {
 		err := s.CreateUser(ctx, &tt.u)
-		if diff := cmp.Diff(tt.want, ErrorFailures(err)); diff != "" || ErrorCode(err) != EUNPROCESSABLE {
+		if diff := cmp.Diff(tt.want, keys.ErrorFailures(err)); diff != "" || keys.ErrorCode(err) != keys.EUNPROCESSABLE {
 			t.Errorf("CreateUser(%+v): %v (-want +got):\n%s", tt.u, err, diff)
 		}
 	}
@@ -402,27 +405,27 @@ func TestDomainsAndUsers(t *testing.T) {
 	}
 
 	// Update: host moves its index; authority cannot change.
-	other := &Domain{Name: "Other", Domain: "other.com"}
+	other := &keys.Domain{Name: "Other", Domain: "other.com"}
 	if err := s.CreateDomain(ctx, other); err != nil {
 		t.Fatal(err)
 	}
 	upd := *d
 	upd.Domain = "other.com"
-	if err := s.UpdateDomain(ctx, &upd); ErrorCode(err) != EUNPROCESSABLE {
+	if err := s.UpdateDomain(ctx, &upd); keys.ErrorCode(err) != keys.EUNPROCESSABLE {
 		t.Errorf("UpdateDomain to a taken host: %v", err)
 	}
 	upd.Domain = "new.example.com"
 	if err := s.UpdateDomain(ctx, &upd); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.DomainByHost(ctx, "example.com"); ErrorCode(err) != ENOTFOUND {
+	if _, err := s.DomainByHost(ctx, "example.com"); keys.ErrorCode(err) != keys.ENOTFOUND {
 		t.Errorf("old host still resolves: %v", err)
 	}
 	if got, err := s.DomainByHost(ctx, "new.example.com"); err != nil || got.CreatedAt != d.CreatedAt {
 		t.Errorf("new host: %+v, %v", got, err)
 	}
 
-	u := &User{Name: "U", Email: "u@x", AuthorityID: d.ID}
+	u := &keys.User{Name: "U", Email: "u@x", AuthorityID: d.ID}
 	if err := s.CreateUser(ctx, u); err != nil {
 		t.Fatal(err)
 	}
@@ -431,7 +434,7 @@ func TestDomainsAndUsers(t *testing.T) {
 	}
 	moved := *u
 	moved.AuthorityID = other.ID
-	if err := s.UpdateUser(ctx, &moved); ErrorCode(err) != EUNPROCESSABLE {
+	if err := s.UpdateUser(ctx, &moved); keys.ErrorCode(err) != keys.EUNPROCESSABLE {
 		t.Errorf("UpdateUser changing authority: %v", err)
 	}
 	promoted := *u
@@ -453,7 +456,7 @@ func TestListKeys(t *testing.T) {
 	s := newStore(t)
 	a := seed(t, s, "a.example.com")
 	b := seed(t, s, "b.example.com")
-	for _, k := range []*APIKey{
+	for _, k := range []*keys.APIKey{
 		{Name: "charlie", UserID: a.user.ID},
 		{Name: "Alpha", UserID: a.user.ID, Description: "lobby panel"},
 		{Name: "bravo", UserID: a.admin.ID},
@@ -461,7 +464,7 @@ func TestListKeys(t *testing.T) {
 	} {
 		mustCreateKey(t, s, k)
 	}
-	names := func(ks []*APIKey) (out []string) {
+	names := func(ks []*keys.APIKey) (out []string) {
 		for _, k := range ks {
 			if k.Hash != "" {
 				t.Errorf("listed key %s carries its hash", k.ID)
@@ -471,17 +474,17 @@ func TestListKeys(t *testing.T) {
 		return out
 	}
 	tests := []struct {
-		f     KeyFilter
+		f     keys.KeyFilter
 		want  []string
 		total int
 	}{
-		{KeyFilter{}, []string{"Alpha", "bravo", "charlie", "delta"}, 4},
-		{KeyFilter{AuthorityID: a.domain.ID}, []string{"Alpha", "bravo", "charlie"}, 3},
-		{KeyFilter{Q: "Lobby"}, []string{"Alpha", "delta"}, 2},
-		{KeyFilter{Q: "AV"}, []string{"bravo"}, 1},
-		{KeyFilter{Limit: 2, Offset: 1}, []string{"bravo", "charlie"}, 4},
-		{KeyFilter{Limit: 2, Offset: 10}, nil, 4},
-		{KeyFilter{AuthorityID: "authority-nope"}, nil, 0},
+		{keys.KeyFilter{}, []string{"Alpha", "bravo", "charlie", "delta"}, 4},
+		{keys.KeyFilter{AuthorityID: a.domain.ID}, []string{"Alpha", "bravo", "charlie"}, 3},
+		{keys.KeyFilter{Q: "Lobby"}, []string{"Alpha", "delta"}, 2},
+		{keys.KeyFilter{Q: "AV"}, []string{"bravo"}, 1},
+		{keys.KeyFilter{Limit: 2, Offset: 1}, []string{"bravo", "charlie"}, 4},
+		{keys.KeyFilter{Limit: 2, Offset: 10}, nil, 4},
+		{keys.KeyFilter{AuthorityID: "authority-nope"}, nil, 0},
 	}
 	for _, tt := range tests {
 		got, total, err := s.ListKeys(t.Context(), tt.f)
@@ -497,9 +500,9 @@ func TestListKeys(t *testing.T) {
 func TestAuthenticate(t *testing.T) {
 	s := newStore(t)
 	f := seed(t, s, "example.com")
-	valid := mustCreateKey(t, s, &APIKey{Name: "valid", UserID: f.user.ID, Scopes: []string{"public"}})
-	expiring := mustCreateKey(t, s, &APIKey{Name: "expiring", UserID: f.user.ID, ExpiresAt: ptr(testNow.Unix() + 100)})
-	id, secret, _ := ParseKey(valid)
+	valid := mustCreateKey(t, s, &keys.APIKey{Name: "valid", UserID: f.user.ID, Scopes: []string{"public"}})
+	expiring := mustCreateKey(t, s, &keys.APIKey{Name: "expiring", UserID: f.user.ID, ExpiresAt: ptr(testNow.Unix() + 100)})
+	id, secret, _ := keys.ParseKey(valid)
 	last := secret[42:]
 	wrong := id + "." + secret[:42] + map[bool]string{true: "A", false: "E"}[last == "E"]
 	unknownID := strings.Repeat("0", 32) + "." + secret
@@ -512,14 +515,14 @@ func TestAuthenticate(t *testing.T) {
 	}{
 		{"valid", valid, testNow, nil},
 		{"expiring, before", expiring, testNow.Add(99 * time.Second), nil},
-		{"expiring, at expires_at", expiring, testNow.Add(100 * time.Second), ErrExpiredKey},
-		{"expiring, after", expiring, testNow.Add(time.Hour), ErrExpiredKey},
-		{"malformed", "not-a-key", testNow, ErrUnknownKey},
-		{"empty", "", testNow, ErrUnknownKey},
-		{"wrong secret", wrong, testNow, ErrUnknownKey},
-		{"secret plus NUL", valid + "\x00", testNow, ErrUnknownKey},
-		{"unknown id", unknownID, testNow, ErrUnknownKey},
-		{"uppercase id", strings.ToUpper(id) + "." + secret, testNow, ErrUnknownKey},
+		{"expiring, at expires_at", expiring, testNow.Add(100 * time.Second), keys.ErrExpiredKey},
+		{"expiring, after", expiring, testNow.Add(time.Hour), keys.ErrExpiredKey},
+		{"malformed", "not-a-key", testNow, keys.ErrUnknownKey},
+		{"empty", "", testNow, keys.ErrUnknownKey},
+		{"wrong secret", wrong, testNow, keys.ErrUnknownKey},
+		{"secret plus NUL", valid + "\x00", testNow, keys.ErrUnknownKey},
+		{"unknown id", unknownID, testNow, keys.ErrUnknownKey},
+		{"uppercase id", strings.ToUpper(id) + "." + secret, testNow, keys.ErrUnknownKey},
 	}
 	for _, tt := range tests {
 		t.Run(tt.note, func(t *testing.T) {
@@ -528,8 +531,8 @@ func TestAuthenticate(t *testing.T) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
 			if err != nil {
-				if ErrorCode(err) != EUNAUTHORIZED {
-					t.Errorf("code = %s", ErrorCode(err))
+				if keys.ErrorCode(err) != keys.EUNAUTHORIZED {
+					t.Errorf("code = %s", keys.ErrorCode(err))
 				}
 				return
 			}
@@ -543,7 +546,7 @@ func TestAuthenticate(t *testing.T) {
 	if err := s.DeleteKey(t.Context(), id); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Authenticate(t.Context(), valid, testNow); !errors.Is(err, ErrUnknownKey) {
+	if _, err := s.Authenticate(t.Context(), valid, testNow); !errors.Is(err, keys.ErrUnknownKey) {
 		t.Errorf("deleted key: %v", err)
 	}
 }
@@ -560,7 +563,7 @@ func TestConcurrentKeys(t *testing.T) {
 	for w := range workers {
 		wg.Go(func() {
 			for i := range perWorker {
-				k := &APIKey{Name: fmt.Sprintf("w%d-k%d", w, i), UserID: f.user.ID}
+				k := &keys.APIKey{Name: fmt.Sprintf("w%d-k%d", w, i), UserID: f.user.ID}
 				pt, err := s.CreateKey(t.Context(), k)
 				if err != nil {
 					t.Error(err)
@@ -577,19 +580,19 @@ func TestConcurrentKeys(t *testing.T) {
 				kept[k.ID] = string(pt)
 				mu.Unlock()
 			}
-			shared := &APIKey{Name: "Shared", UserID: f.user.ID}
+			shared := &keys.APIKey{Name: "Shared", UserID: f.user.ID}
 			if pt, err := s.CreateKey(t.Context(), shared); err == nil {
 				mu.Lock()
 				kept[shared.ID] = string(pt)
 				mu.Unlock()
-			} else if diff := cmp.Diff([]Failure{{"name", reasonTaken}}, ErrorFailures(err)); diff != "" {
+			} else if diff := cmp.Diff([]keys.Failure{{Field: "name", Reason: keys.ReasonTaken}}, keys.ErrorFailures(err)); diff != "" {
 				t.Errorf("shared name: %v", err)
 			}
 		})
 	}
 	wg.Wait()
 
-	list, total, err := s.ListKeys(t.Context(), KeyFilter{})
+	list, total, err := s.ListKeys(t.Context(), keys.KeyFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -615,7 +618,7 @@ func TestConcurrentKeys(t *testing.T) {
 			t.Errorf("Authenticate(%s): %v", id, err)
 		}
 	}
-	if _, n, _ := s.ListKeys(t.Context(), KeyFilter{AuthorityID: f.domain.ID}); n != wantN {
+	if _, n, _ := s.ListKeys(t.Context(), keys.KeyFilter{AuthorityID: f.domain.ID}); n != wantN {
 		t.Errorf("domain index has %d keys, want %d", n, wantN)
 	}
 }
@@ -628,8 +631,8 @@ func TestConcurrentCascade(t *testing.T) {
 	for w := range 4 {
 		wg.Go(func() {
 			for i := range 20 {
-				_, err := s.CreateKey(t.Context(), &APIKey{Name: fmt.Sprintf("%d-%d", w, i), UserID: f.user.ID})
-				if err != nil && ErrorCode(err) != EUNPROCESSABLE {
+				_, err := s.CreateKey(t.Context(), &keys.APIKey{Name: fmt.Sprintf("%d-%d", w, i), UserID: f.user.ID})
+				if err != nil && keys.ErrorCode(err) != keys.EUNPROCESSABLE {
 					t.Error(err)
 				}
 			}
@@ -642,7 +645,7 @@ func TestConcurrentCascade(t *testing.T) {
 		}
 	})
 	wg.Wait()
-	if _, n, _ := s.ListKeys(t.Context(), KeyFilter{}); n != 0 {
+	if _, n, _ := s.ListKeys(t.Context(), keys.KeyFilter{}); n != 0 {
 		t.Errorf("%d keys outlived their user", n)
 	}
 	if _, _, k := s.Counts(t.Context()); k != 0 {
@@ -661,7 +664,7 @@ func BenchmarkCreateKeyDisk(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		if _, err := s.CreateKey(b.Context(), &APIKey{Name: fmt.Sprintf("k%d", i), UserID: f.user.ID}); err != nil {
+		if _, err := s.CreateKey(b.Context(), &keys.APIKey{Name: fmt.Sprintf("k%d", i), UserID: f.user.ID}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -670,9 +673,9 @@ func BenchmarkCreateKeyDisk(b *testing.B) {
 func BenchmarkAuthenticate(b *testing.B) {
 	s := newStore(b)
 	f := seed(b, s, "example.com")
-	pt := mustCreateKey(b, s, &APIKey{Name: "bench", UserID: f.user.ID})
+	pt := mustCreateKey(b, s, &keys.APIKey{Name: "bench", UserID: f.user.ID})
 	for i := range 1000 { // a few neighbours so the lookup is not trivially cached
-		mustCreateKey(b, s, &APIKey{Name: fmt.Sprintf("k%d", i), UserID: f.user.ID})
+		mustCreateKey(b, s, &keys.APIKey{Name: fmt.Sprintf("k%d", i), UserID: f.user.ID})
 	}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -1,4 +1,4 @@
-package keys
+package badgerstore
 
 import (
 	"errors"
@@ -9,7 +9,11 @@ import (
 	"syscall"
 
 	"github.com/keyauthz/keyauthz/internal/diskspace"
+	"github.com/keyauthz/keyauthz/internal/keys"
 )
+
+// The disk-space guard: the Badger sizes that bound what a write may still add, and the free
+// space every write needs (docs/operations.md#disk-space).
 
 // Badger writes its log (the memtable's write-ahead file, .mem) and its tables (.sst) through
 // memory mappings. When the file system cannot supply a page of a mapping the kernel kills the
@@ -113,7 +117,7 @@ func (s *Store) CheckSpace() error {
 	case err == nil:
 		return nil
 	case errors.As(err, &low):
-		return &Error{Code: EINSUFFICIENT, Message: low.Error()}
+		return &keys.Error{Code: keys.EINSUFFICIENT, Message: low.Error()}
 	default:
 		return err
 	}

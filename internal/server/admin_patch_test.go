@@ -1,4 +1,4 @@
-package keys
+package server
 
 import (
 	"encoding/json"
@@ -9,29 +9,90 @@ import (
 	"testing"
 
 	"github.com/gin-gonic/gin"
+
 	"github.com/google/go-cmp/cmp"
+	"github.com/keyauthz/keyauthz/internal/keys"
+
+	"github.com/keyauthz/keyauthz/internal/badgerstore"
 )
 
 // patchRouter serves the domain and user update handlers over s, every request made by caller.
-func patchRouter(s Service, caller *Caller) http.Handler {
+func patchRouter(s keys.Service, caller *keys.Caller) http.Handler {
 	gin.SetMode(gin.TestMode)
 	r := gin.New()
 	r.Use(func(c *gin.Context) {
-		c.Request = c.Request.WithContext(ContextWithCaller(c.Request.Context(), caller))
+		c.Request = c.Request.WithContext(keys.ContextWithCaller(c.Request.Context(), caller))
 	})
-	r.PATCH("/domains/:id", HandleUpdateDomain(s))
-	r.PATCH("/users/:id", HandleUpdateUser(s))
+	r.PATCH("/domains/:id", handleUpdateDomain(s))
+	r.PATCH("/users/:id", handleUpdateUser(s))
 	return r
 }
 
 // storedCaller creates a key of user u at level p (scopes public) and returns it as the
 // caller the authorization middleware would put in a request: every write re-reads the
 // caller's key and user, so they must be stored.
-func storedCaller(t *testing.T, s *Store, u *User, p Permission) *Caller {
+func storedCaller(t *testing.T, s keys.Service, u *keys.User, p keys.Permission) *keys.Caller {
 	t.Helper()
-	k := &APIKey{Name: "caller " + string(p) + " " + u.ID, UserID: u.ID, Scopes: []string{"public"}, Permissions: p}
-	mustCreateKey(t, s, k)
-	return &Caller{Key: k, User: u, Permissions: p}
+	k := &keys.APIKey{Name: "caller " + string(p) + " " + u.ID, UserID: u.ID, Scopes: []string{"public"}, Permissions: p}
+	if _, err := s.CreateKey(t.Context(), k); err != nil {
+		t.Fatal(err)
+	}
+	return &keys.Caller{Key: k, User: u, Permissions: p}
+}
+
+// patchFixture is one domain with a plain user (in group zone-1) and an admin user.
+type patchFixture struct {
+	domain      *keys.Domain
+	user, admin *keys.User
+}
+
+// newPatchStore returns an empty Badger store in memory.
+func newPatchStore(t *testing.T) *badgerstore.Store {
+	t.Helper()
+	s, err := badgerstore.OpenInMemory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// seedSite creates the domain host with its two users.
+func seedSite(t *testing.T, s keys.Service, host string) patchFixture {
+	t.Helper()
+	ctx := t.Context()
+	f := patchFixture{
+		domain: &keys.Domain{Name: "Site " + host, Domain: host},
+		user:   &keys.User{Name: "Plain", Email: "plain@" + host, Groups: []string{"zone-1"}},
+		admin:  &keys.User{Name: "Admin", Email: "admin@" + host, SysAdmin: true},
+	}
+	if err := s.CreateDomain(ctx, f.domain); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []*keys.User{f.user, f.admin} {
+		u.AuthorityID = f.domain.ID
+		if err := s.CreateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f
+}
+
+// storeSnapshot is everything stored, for "nothing changed" assertions.
+func storeSnapshot(t *testing.T, s keys.Service) string {
+	t.Helper()
+	ks, _, err := s.ListKeys(t.Context(), keys.KeyFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	users, _ := s.ListUsers(t.Context(), "")
+	domains, _ := s.ListDomains(t.Context())
+	d, u, k := s.Counts(t.Context())
+	b, err := json.MarshalIndent([]any{d, u, k, ks, users, domains}, "", " ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func patch(t *testing.T, h http.Handler, path string, body any) *httptest.ResponseRecorder {
@@ -51,15 +112,15 @@ func patch(t *testing.T, h http.Handler, path string, body any) *httptest.Respon
 // survive: each is applied in one transaction to the record it replaces, so none writes back a
 // stale copy of a field another one changed.
 func TestConcurrentPatches(t *testing.T) {
-	s := newStore(t)
-	f := seed(t, s, "example.com")
+	s := newPatchStore(t)
+	f := seedSite(t, s, "example.com")
 	// An admin_support caller: the PATCHes below make the user admin_support at times, and
 	// an admin may not change a user above its own level.
-	boss := &User{AuthorityID: f.domain.ID, Name: "Boss", Email: "boss@example.com", SysAdmin: true, Support: true}
+	boss := &keys.User{AuthorityID: f.domain.ID, Name: "Boss", Email: "boss@example.com", SysAdmin: true, Support: true}
 	if err := s.CreateUser(t.Context(), boss); err != nil {
 		t.Fatal(err)
 	}
-	h := patchRouter(s, storedCaller(t, s, boss, PermissionAdminSupport))
+	h := patchRouter(s, storedCaller(t, s, boss, keys.PermissionAdminSupport))
 	const rounds = 25
 
 	// send PATCHes path with field set to value(i) for i in [0, rounds) from one goroutine per
@@ -129,14 +190,14 @@ func TestConcurrentPatches(t *testing.T) {
 // answers: 422 for an admin, and for anyone else the 403 of a field only an admin may change
 // (authorization comes before validation).
 func TestPatchUserAuthority(t *testing.T) {
-	s := newStore(t)
-	f := seed(t, s, "example.com")
-	other := seed(t, s, "other.com")
-	admin, self := storedCaller(t, s, f.admin, PermissionAdmin), storedCaller(t, s, f.user, PermissionUser)
-	before := snapshot(t, s)
+	s := newPatchStore(t)
+	f := seedSite(t, s, "example.com")
+	other := seedSite(t, s, "other.com")
+	admin, self := storedCaller(t, s, f.admin, keys.PermissionAdmin), storedCaller(t, s, f.user, keys.PermissionUser)
+	before := storeSnapshot(t, s)
 	for _, tt := range []struct {
 		name   string
-		caller *Caller
+		caller *keys.Caller
 		value  string
 		status int
 		want   string
@@ -153,7 +214,7 @@ func TestPatchUserAuthority(t *testing.T) {
 			t.Errorf("%s: %d %s, want %d %s", tt.name, w.Code, w.Body, tt.status, tt.want)
 		}
 	}
-	if diff := cmp.Diff(before, snapshot(t, s)); diff != "" {
+	if diff := cmp.Diff(before, storeSnapshot(t, s)); diff != "" {
 		t.Errorf("store changed (-before +after):\n%s", diff)
 	}
 	// The stored value, sent back, is not a change.

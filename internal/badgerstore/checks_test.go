@@ -1,4 +1,4 @@
-package keys
+package badgerstore
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/keyauthz/keyauthz/internal/keys"
 )
 
 // TestUpdateKey_Check: the hook sees the key as stored and as it would be stored (scopes
@@ -13,15 +15,15 @@ import (
 func TestUpdateKey_Check(t *testing.T) {
 	s := newStore(t)
 	f := seed(t, s, "example.com")
-	k := &APIKey{Name: "panel", UserID: f.user.ID, Scopes: []string{"systems.read"}}
+	k := &keys.APIKey{Name: "panel", UserID: f.user.ID, Scopes: []string{"systems.read"}}
 	mustCreateKey(t, s, k)
 
-	var sawBefore, sawAfter *APIKey
+	var sawBefore, sawAfter *keys.APIKey
 	refuse := errors.New("no")
 	before := snapshot(t, s)
-	_, err := s.UpdateKey(t.Context(), k.ID, KeyUpdate{
+	_, err := s.UpdateKey(t.Context(), k.ID, keys.KeyUpdate{
 		Name: ptr("renamed"), Scopes: &[]string{"systems.READ", "zones"},
-		Check: func(b, a *APIKey) error { sawBefore, sawAfter = b, a; return refuse },
+		Check: func(b, a *keys.APIKey) error { sawBefore, sawAfter = b, a; return refuse },
 	})
 	if !errors.Is(err, refuse) {
 		t.Fatalf("UpdateKey: %v, want the hook's error", err)
@@ -38,7 +40,7 @@ func TestUpdateKey_Check(t *testing.T) {
 
 	// A hook that allows: the update is stored, and the key still authenticates (the hash
 	// the hook never saw is kept).
-	got, err := s.UpdateKey(t.Context(), k.ID, KeyUpdate{Name: ptr("renamed"), Check: func(b, a *APIKey) error { return nil }})
+	got, err := s.UpdateKey(t.Context(), k.ID, keys.KeyUpdate{Name: ptr("renamed"), Check: func(b, a *keys.APIKey) error { return nil }})
 	if err != nil || got.Name != "renamed" {
 		t.Fatalf("UpdateKey: %+v, %v", got, err)
 	}
@@ -52,22 +54,22 @@ func TestUpdateKey_Check(t *testing.T) {
 func TestScopeLimits(t *testing.T) {
 	s := newStore(t)
 	f := seed(t, s, "example.com")
-	k := &APIKey{Name: "panel", UserID: f.user.ID, Scopes: []string{"systems.read"}}
+	k := &keys.APIKey{Name: "panel", UserID: f.user.ID, Scopes: []string{"systems.read"}}
 	mustCreateKey(t, s, k)
-	tooMany := make([]string, MaxScopes+1)
+	tooMany := make([]string, keys.MaxScopes+1)
 	for i := range tooMany {
 		tooMany[i] = "s" + strings.Repeat("x", i%10)
 	}
-	tooLong := []string{strings.Repeat("a", MaxScopeLength+1)}
+	tooLong := []string{strings.Repeat("a", keys.MaxScopeLength+1)}
 
 	before := snapshot(t, s)
 	for name, scopes := range map[string][]string{"too many": tooMany, "too long": tooLong} {
-		_, err := s.CreateKey(t.Context(), &APIKey{Name: "new", UserID: f.user.ID, Scopes: scopes})
-		if fs := ErrorFailures(err); ErrorCode(err) != EUNPROCESSABLE || len(fs) != 1 || fs[0].Field != "scopes" {
+		_, err := s.CreateKey(t.Context(), &keys.APIKey{Name: "new", UserID: f.user.ID, Scopes: scopes})
+		if fs := keys.ErrorFailures(err); keys.ErrorCode(err) != keys.EUNPROCESSABLE || len(fs) != 1 || fs[0].Field != "scopes" {
 			t.Errorf("create %s: %v", name, err)
 		}
-		_, err = s.UpdateKey(t.Context(), k.ID, KeyUpdate{Scopes: &scopes})
-		if fs := ErrorFailures(err); ErrorCode(err) != EUNPROCESSABLE || len(fs) != 1 || fs[0].Field != "scopes" {
+		_, err = s.UpdateKey(t.Context(), k.ID, keys.KeyUpdate{Scopes: &scopes})
+		if fs := keys.ErrorFailures(err); keys.ErrorCode(err) != keys.EUNPROCESSABLE || len(fs) != 1 || fs[0].Field != "scopes" {
 			t.Errorf("update %s: %v", name, err)
 		}
 	}
@@ -75,14 +77,14 @@ func TestScopeLimits(t *testing.T) {
 		t.Errorf("the store changed (-before +after):\n%s", diff)
 	}
 	// At the limits: accepted.
-	atLimit := make([]string, MaxScopes)
+	atLimit := make([]string, keys.MaxScopes)
 	for i := range atLimit {
 		atLimit[i] = "s" + strings.Repeat("x", i%40)
 	}
-	if _, err := s.UpdateKey(t.Context(), k.ID, KeyUpdate{Scopes: &atLimit}); err != nil {
+	if _, err := s.UpdateKey(t.Context(), k.ID, keys.KeyUpdate{Scopes: &atLimit}); err != nil {
 		t.Errorf("64 scopes: %v", err)
 	}
-	if _, err := s.UpdateKey(t.Context(), k.ID, KeyUpdate{Scopes: &[]string{strings.Repeat("a", MaxScopeLength-5) + ".READ"}}); err != nil {
+	if _, err := s.UpdateKey(t.Context(), k.ID, keys.KeyUpdate{Scopes: &[]string{strings.Repeat("a", keys.MaxScopeLength-5) + ".READ"}}); err != nil {
 		t.Errorf("a 64-character scope: %v", err)
 	}
 }
@@ -93,25 +95,25 @@ func TestModifyUser(t *testing.T) {
 	s := newStore(t)
 	f := seed(t, s, "example.com")
 	before := snapshot(t, s)
-	refuse := Errorf(EFORBIDDEN, "no")
-	if _, err := s.ModifyUser(t.Context(), f.user.ID, func(u *User) error { u.SysAdmin = true; return refuse }); err != refuse {
+	refuse := keys.Errorf(keys.EFORBIDDEN, "no")
+	if _, err := s.ModifyUser(t.Context(), f.user.ID, func(u *keys.User) error { u.SysAdmin = true; return refuse }); err != refuse {
 		t.Fatalf("ModifyUser: %v, want the change's error", err)
 	}
-	if _, err := s.ModifyUser(t.Context(), f.user.ID, func(u *User) error { u.AuthorityID = "authority-other"; return nil }); ErrorCode(err) != EUNPROCESSABLE {
+	if _, err := s.ModifyUser(t.Context(), f.user.ID, func(u *keys.User) error { u.AuthorityID = "authority-other"; return nil }); keys.ErrorCode(err) != keys.EUNPROCESSABLE {
 		t.Errorf("moving a user: %v, want a 422", err)
 	}
-	if _, err := s.ModifyUser(t.Context(), f.user.ID, func(u *User) error { u.Email = "none"; return nil }); ErrorCode(err) != EUNPROCESSABLE {
+	if _, err := s.ModifyUser(t.Context(), f.user.ID, func(u *keys.User) error { u.Email = "none"; return nil }); keys.ErrorCode(err) != keys.EUNPROCESSABLE {
 		t.Errorf("a bad email: %v, want a 422", err)
 	}
-	if _, err := s.ModifyUser(t.Context(), "user-missing", func(*User) error { return nil }); ErrorCode(err) != ENOTFOUND {
+	if _, err := s.ModifyUser(t.Context(), "user-missing", func(*keys.User) error { return nil }); keys.ErrorCode(err) != keys.ENOTFOUND {
 		t.Errorf("a missing user: %v, want a 404", err)
 	}
 	if diff := cmp.Diff(before, snapshot(t, s)); diff != "" {
 		t.Errorf("the store changed (-before +after):\n%s", diff)
 	}
 
-	var seen User
-	got, err := s.ModifyUser(t.Context(), f.user.ID, func(u *User) error { seen = *u; u.Name = " New name "; return nil })
+	var seen keys.User
+	got, err := s.ModifyUser(t.Context(), f.user.ID, func(u *keys.User) error { seen = *u; u.Name = " New name "; return nil })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,12 @@
-package keys
+package badgerstore
 
 import (
 	"context"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/keyauthz/keyauthz/internal/keys"
 )
 
 // TestImportKeys imports keys in more than one chunk and checks that they authenticate, are
@@ -16,29 +18,29 @@ func TestImportKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	d := &Domain{Name: "Acme", Domain: "acme.example.com"}
+	d := &keys.Domain{Name: "Acme", Domain: "acme.example.com"}
 	if err := s.CreateDomain(ctx, d); err != nil {
 		t.Fatal(err)
 	}
-	u := &User{AuthorityID: d.ID, Name: "Panel", Email: "p@acme.example.com"}
+	u := &keys.User{AuthorityID: d.ID, Name: "Panel", Email: "p@acme.example.com"}
 	if err := s.CreateUser(ctx, u); err != nil {
 		t.Fatal(err)
 	}
 	changes := 0
-	s.OnChange(func(Change) { changes++ })
+	s.OnChange(func(keys.Change) { changes++ })
 	const n = importChunk + 7
-	var plain []Secret
-	seq := func(yield func(BulkKey) bool) {
+	var plain []keys.Secret
+	seq := func(yield func(keys.BulkKey) bool) {
 		for i := range n {
-			p, id, hash, err := Generate()
+			p, id, hash, err := keys.Generate()
 			if err != nil {
 				t.Fatal(err)
 			}
 			if i%1000 == 0 {
 				plain = append(plain, p)
 			}
-			k := APIKey{ID: id, Name: fmt.Sprintf("key %d", i), UserID: u.ID, Scopes: []string{"systems.READ"}}
-			if !yield(BulkKey{Key: k, Hash: hash}) {
+			k := keys.APIKey{ID: id, Name: fmt.Sprintf("key %d", i), UserID: u.ID, Scopes: []string{"systems.READ"}}
+			if !yield(keys.BulkKey{Key: k, Hash: hash}) {
 				return
 			}
 		}
@@ -58,16 +60,18 @@ func TestImportKeys(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Authenticate(imported): %v", err)
 		}
-		if res.Key.AuthorityID != d.ID || res.Key.Permissions != PermissionUser || res.Key.Scopes[0] != "systems.read" {
+		if res.Key.AuthorityID != d.ID || res.Key.Permissions != keys.PermissionUser || res.Key.Scopes[0] != "systems.read" {
 			t.Errorf("imported key = %+v", res.Key)
 		}
 	}
-	_, total, err := s.ListKeys(ctx, KeyFilter{AuthorityID: d.ID, Limit: 1})
+	_, total, err := s.ListKeys(ctx, keys.KeyFilter{AuthorityID: d.ID, Limit: 1})
 	if err != nil || total != n {
 		t.Errorf("ListKeys total = %d, %v; want %d", total, err, n)
 	}
-	bad := func(yield func(BulkKey) bool) { yield(BulkKey{Key: APIKey{ID: "x", Name: "x", UserID: u.ID}}) }
-	if _, err := s.ImportKeys(context.Background(), bad); ErrorCode(err) != EINVALID {
+	bad := func(yield func(keys.BulkKey) bool) {
+		yield(keys.BulkKey{Key: keys.APIKey{ID: "x", Name: "x", UserID: u.ID}})
+	}
+	if _, err := s.ImportKeys(context.Background(), bad); keys.ErrorCode(err) != keys.EINVALID {
 		t.Errorf("ImportKeys(bad id) = %v, want EINVALID", err)
 	}
 }
@@ -81,15 +85,15 @@ func TestCountsSurviveReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &Domain{Name: "Acme", Domain: "acme.example.com"}
+	d := &keys.Domain{Name: "Acme", Domain: "acme.example.com"}
 	if err := s.CreateDomain(ctx, d); err != nil {
 		t.Fatal(err)
 	}
-	u := &User{AuthorityID: d.ID, Name: "Panel", Email: "p@acme.example.com"}
+	u := &keys.User{AuthorityID: d.ID, Name: "Panel", Email: "p@acme.example.com"}
 	if err := s.CreateUser(ctx, u); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CreateKey(ctx, &APIKey{Name: "k", UserID: u.ID}); err != nil {
+	if _, err := s.CreateKey(ctx, &keys.APIKey{Name: "k", UserID: u.ID}); err != nil {
 		t.Fatal(err)
 	}
 	for i, reopen := range []func() (*Store, error){

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// The HTTP floor is the cheapest JSON decision server Go makes: net/http, the body decoded as
+// JSON (the input left unread), a fixed allow encoded back. It judges nothing; it is what any
+// Go server answering POST /v1/data/keyauthz/decision pays before doing any work, measured in
+// the same run as keyauthz and OPA. The harness runs it as a separate process: this binary
+// with -serve-floor.
+
+// floorResult is the fixed answer, shaped like keyauthz's and OPA's.
+type floorResult struct {
+	Result struct {
+		Allow   bool   `json:"allow"`
+		Status  int    `json:"status"`
+		Message string `json:"message"`
+	} `json:"result"`
+}
+
+// serveFloor serves the floor on addr until the process is stopped.
+func serveFloor(addr string, stdout io.Writer) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	var answer floorResult
+	answer.Result.Allow, answer.Result.Status, answer.Result.Message = true, 200, "allowed"
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/data/keyauthz/decision", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Input json.RawMessage `json:"input"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(&answer)
+	})
+	fmt.Fprintln(stdout, "listening on", ln.Addr())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return srv.Serve(ln)
+}
+
+// startFloor runs this binary with -serve-floor on a free loopback port.
+func startFloor() (*proc, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	p := &proc{name: "floor", cmd: exec.Command(self, "-serve-floor", addr), url: "http://" + addr, stderr: &tailBuffer{}, done: make(chan struct{})}
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	p.cmd.Stderr = p.stderr
+	start := time.Now()
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		once := false
+		for sc.Scan() {
+			if !once && strings.Contains(sc.Text(), "listening on") {
+				once = true
+				close(ready)
+			}
+		}
+	}()
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	select {
+	case <-ready:
+		p.startup = time.Since(start)
+		return p, nil
+	case <-p.done:
+		return nil, fmt.Errorf("floor exited before listening: %s", p.stderr)
+	case <-time.After(30 * time.Second):
+		p.stop()
+		return nil, fmt.Errorf("floor did not listen within 30s: %s", p.stderr)
+	}
+}
