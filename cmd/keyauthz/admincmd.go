@@ -9,13 +9,16 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // The admin-API commands (keys, domains, users) share one shape: list, show, create, update and
@@ -221,12 +224,16 @@ func article(noun string) string {
 
 const adminHelp = `The caller's key is read from the file --key-file (default ./data/bootstrap.key, the
 bootstrap admin key of a local server) or, when --key-file is not on the command line, from
-$KEYAUTHZ_API_KEY; setting both KEYAUTHZ_API_KEY and KEYAUTHZ_KEY_FILE is an error. The host of
---url must be the key's domain (the bootstrap domain is localhost).`
+$KEYAUTHZ_API_KEY; setting both KEYAUTHZ_API_KEY and KEYAUTHZ_KEY_FILE is an error; a key file
+that group or others may read is used with a warning (chmod 600 it). The host of --url must be
+the key's domain (the bootstrap domain is localhost). The key travels in the clear over http://,
+so an http:// --url must name a loopback host (localhost, 127.0.0.0/8, ::1): use https:// for
+any other, or --insecure-http to send the key in the clear anyway.`
 
 // adminFlags are the flags every admin-API command has.
 type adminFlags struct {
 	url, keyFile, output string
+	insecureHTTP         bool
 }
 
 func declareAdminFlags(fs *flag.FlagSet) *adminFlags {
@@ -234,6 +241,7 @@ func declareAdminFlags(fs *flag.FlagSet) *adminFlags {
 	fs.StringVar(&a.url, "url", "http://localhost:8080", "keyauthz base `URL`; its host must be the caller key's domain")
 	fs.StringVar(&a.keyFile, "key-file", "./data/"+bootstrapKeyFile, "`file` holding the caller's API key; $KEYAUTHZ_API_KEY may hold the key itself")
 	fs.Var(newChoice(&a.output, "table", "table", "json"), "output", "output format: `table|json` (json: the API's JSON as it is)")
+	fs.BoolVar(&a.insecureHTTP, "insecure-http", false, "allow an http:// --url whose host is not loopback: the key is sent in the clear")
 	return a
 }
 
@@ -250,6 +258,10 @@ func (a *adminFlags) client(c *cli) (*adminClient, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, usageErrorf(c.name, "--url %q: want http://HOST[:PORT] or https://...", a.url)
 	}
+	if u.Scheme == "http" && !a.insecureHTTP && !isLoopbackHost(u.Hostname()) {
+		return nil, usageErrorf(c.name, "--url %q: http:// would send the API key in the clear to %s; use https://, "+
+			"or --insecure-http (KEYAUTHZ_INSECURE_HTTP=true) if that is really wanted", a.url, u.Hostname())
+	}
 	key, err := a.callerKey(c)
 	if err != nil {
 		return nil, err
@@ -263,6 +275,16 @@ func (a *adminFlags) client(c *cli) (*adminClient, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}, nil
+}
+
+// isLoopbackHost reports whether host (a URL's Hostname) is this machine: localhost, an address
+// of 127.0.0.0/8 or ::1. Only there may the key travel over plain http.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // callerKey is --key-file's content if that flag is on the command line, else
@@ -280,6 +302,11 @@ func (a *adminFlags) callerKey(c *cli) (string, error) {
 		return "", fmt.Errorf("no caller key: set KEYAUTHZ_API_KEY or --key-file (%w)", err)
 	}
 	defer f.Close()
+	// As ssh does for a private key: a key that others can read is no longer only the caller's.
+	if fi, err := f.Stat(); err == nil && runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
+		fmt.Fprintf(c.stderr, "warning: the key file %q is accessible by group or others (mode %04o): run chmod 600 on it\n",
+			a.keyFile, fi.Mode().Perm())
+	}
 	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
 	if err != nil {
 		return "", fmt.Errorf("reading the caller key: %w", err)
@@ -294,10 +321,10 @@ func (a *adminFlags) callerKey(c *cli) (string, error) {
 // apiError is an admin-API answer of 400 or more, with the API's message and, for a 422, every
 // failed field.
 type apiError struct {
-	method, path, status string
-	code                 int
-	message              string
-	failures             []apiFailure
+	method, path string
+	code         int
+	message      string
+	failures     []apiFailure
 }
 
 type apiFailure struct {
@@ -307,7 +334,12 @@ type apiFailure struct {
 
 func (e *apiError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s: %s", e.method, e.path, e.status)
+	// The code and Go's own text for it, never the server's status line: that is the server's
+	// text, and could hold terminal escapes.
+	fmt.Fprintf(&b, "%s %s: %d", e.method, e.path, e.code)
+	if text := http.StatusText(e.code); text != "" {
+		b.WriteString(" " + text)
+	}
 	if e.message != "" {
 		b.WriteString(": " + clean(e.message))
 	}
@@ -357,7 +389,7 @@ func (ac *adminClient) do(ctx context.Context, method, path string, query url.Va
 		return nil, nil, fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
 	}
 	if resp.StatusCode >= 400 || (resp.StatusCode >= 300 && resp.StatusCode < 400) {
-		e := &apiError{method: method, path: path, status: resp.Status, code: resp.StatusCode}
+		e := &apiError{method: method, path: path, code: resp.StatusCode}
 		var msg struct {
 			Error    string       `json:"error"`
 			Failures []apiFailure `json:"failures"`
@@ -390,13 +422,19 @@ func (a *adminFlags) call(ctx context.Context, c *cli, r resource, method, path 
 	if err := dec.Decode(&v); err != nil {
 		return nil, fmt.Errorf("%s %s: the answer is not JSON: %w", method, path, err)
 	}
+	// One JSON value and nothing after it: trailing bytes would reach the terminal with --output
+	// json. (dec.More is not enough: it is false before a stray '}' or ']'.)
+	if rest := bytes.TrimSpace(out[dec.InputOffset():]); len(rest) > 0 {
+		return nil, fmt.Errorf("%s %s: the answer is not one JSON value: %d bytes follow it", method, path, len(rest))
+	}
 	obj, _ := v.(map[string]any)
 	if a.output == "json" {
 		var pretty bytes.Buffer
-		if json.Indent(&pretty, out, "", "  ") == nil {
-			out = pretty.Bytes()
+		if err := json.Indent(&pretty, out, "", "  "); err != nil {
+			return nil, fmt.Errorf("%s %s: the answer is not JSON: %w", method, path, err)
 		}
-		_, err = fmt.Fprintf(c.stdout, "%s\n", out)
+		pretty.WriteByte('\n')
+		_, err = c.stdout.Write(escapeJSONForTerminal(pretty.Bytes()))
 		return obj, err
 	}
 	switch v := v.(type) {
@@ -513,6 +551,37 @@ func timeCol(header, name, none string) column {
 		}
 		return time.Unix(sec, 0).UTC().Format("2006-01-02 15:04:05Z")
 	}}
+}
+
+// escapeJSONForTerminal escapes, in valid JSON, what encoding/json leaves raw in strings but a
+// terminal may act on: C1 controls (U+0080-U+009F, U+009B is CSI), DEL, bidirectional controls,
+// U+2028/U+2029, and bytes that are not UTF-8 (shown as U+FFFD). In valid JSON these occur only
+// inside strings, where \uXXXX means the same character, so the output is the same JSON.
+func escapeJSONForTerminal(b []byte) []byte {
+	var out []byte
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		bad := r == utf8.RuneError && size == 1
+		if !bad && r != 0x7f && !(r >= 0x80 && r <= 0x9f) && !unicode.Is(unicode.Bidi_Control, r) && r != '\u2028' && r != '\u2029' {
+			if out != nil {
+				out = append(out, b[i:i+size]...)
+			}
+			i += size
+			continue
+		}
+		if out == nil {
+			out = append(make([]byte, 0, len(b)+16), b[:i]...)
+		}
+		if bad {
+			r = utf8.RuneError
+		}
+		out = fmt.Appendf(out, `\u%04x`, r)
+		i += size
+	}
+	if out == nil {
+		return b
+	}
+	return out
 }
 
 // clean makes text from the API safe to print on a terminal: a value holding control or

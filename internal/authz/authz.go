@@ -111,10 +111,10 @@ type Result struct {
 // Authorizer is the credential path. It is built by New and is safe for concurrent use.
 //
 // Caching is part of its construction, not something it discovers: every answer it reads from
-// the key store comes through a cache.Store, which versions them (a generation that moves on
-// every committed change, docs/architecture.md#caches), so a decision cache, when configured,
-// always has a generation to key its entries on. A store that cannot report its changes
-// (cache.Source.OnChange) cannot be given to New at all.
+// the key store comes through a cache.Store, which versions them (per key, user and domain,
+// moved by every committed change, docs/architecture.md#caches), so a decision cache, when
+// configured, always has the versions of the records each decision was made from. A store
+// that cannot report its changes (cache.Source.OnChange) cannot be given to New at all.
 type Authorizer struct {
 	store     *cache.Store
 	decisions *cache.Decisions // nil: decisions are not cached
@@ -133,9 +133,11 @@ type Options struct {
 	// a zero bound turns that cache off. The store's answers are versioned either way.
 	Cache cache.Options
 	// DecisionBytes bounds the decision cache; zero turns it off. A cached decision is keyed on
-	// the store generation and the policy it was made with, so a change to a key, its user or
-	// its domain, a delete or a policy swap makes the next decision fresh, and a decision made
-	// with a key is never served once the key has expired.
+	// the policy it was made with and carries the versions of the key, user and domains it was
+	// made from, so a change to its key, the key's user or domain, the request host's domain (or
+	// any domain, for a host that had none), a delete or a policy swap makes the next decision
+	// fresh, while decisions that depended on none of them stay cached; and a decision made with
+	// a key is never served once the key has expired.
 	DecisionBytes int64
 	// Usage, when set, is told of every use of a valid key (for last_used_at).
 	Usage UsageRecorder
@@ -159,13 +161,13 @@ func New(src cache.Source, engine Engine, o Options) *Authorizer {
 		panic("authz: New needs a key store and a policy engine")
 	}
 	a := &Authorizer{
-		store:     cache.New(src, o.Cache),
-		decisions: cache.NewDecisions(o.DecisionBytes),
-		engine:    engine,
-		usage:     o.Usage,
-		logger:    o.Logger,
-		now:       o.Now,
+		store:  cache.New(src, o.Cache),
+		engine: engine,
+		usage:  o.Usage,
+		logger: o.Logger,
+		now:    o.Now,
 	}
+	a.decisions = cache.NewDecisions(o.DecisionBytes, a.store)
 	if a.logger == nil {
 		a.logger = slog.Default()
 	}
@@ -190,9 +192,13 @@ type UsageRecorder interface {
 // Authorize judges r. It never allows on an error: every failure is a deny with its status.
 func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	now := a.now()
-	// The generation is read before anything is read from the store: a decision is cached
-	// under the generation its inputs were valid at, and a change bumps the generation.
+	// The generation is read before anything is read from the store. A decision is cached
+	// with the versions of the records it was made from (deps: the key, its user, its domain,
+	// the host's domain lookup), each read before the store was (cache/versions.go), so a
+	// change to one of them makes it a miss; and, belt and braces, it is not cached at all if
+	// any change committed while it was being made.
 	gen := a.store.Generation()
+	var deps cache.Deps
 	// Requests with very long URIs are decided but not cached: a client must not be able to
 	// fill the cache's memory with megabytes of unique paths.
 	caching := a.decisions != nil && len(r.URI) <= maxCachedURI && len(r.Method) <= maxCachedMethod
@@ -234,7 +240,7 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	var auth *keys.AuthResult
 	if present {
 		var err error
-		auth, err = a.store.Authenticate(ctx, cred, now)
+		auth, err = a.store.AuthenticateDeps(ctx, cred, now, &deps)
 		if err != nil {
 			res.Input = in
 			res.Decision = a.authnDenial(err, res.KeyID)
@@ -266,7 +272,7 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 		terms.Key, terms.User = a.terms.cred(auth, &in)
 	}
 	if in.Request.Host != "" {
-		d, err := a.store.DomainByHost(ctx, in.Request.Host)
+		d, err := a.store.DomainByHostDeps(ctx, in.Request.Host, &deps)
 		switch {
 		case err == nil:
 			in.Domain = &opa.Domain{ID: d.ID, Name: d.Name, Domain: d.Domain}
@@ -287,7 +293,7 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	}
 	dk := cache.DecisionKey{
 		Method: in.Request.Method, Path: in.Request.Path, Host: in.Request.Host,
-		Protocol: in.Request.Protocol, CrossSite: in.Request.CrossSite, Policy: a.engine.Policy(), Gen: gen,
+		Protocol: in.Request.Protocol, CrossSite: in.Request.CrossSite, Policy: a.engine.Policy(),
 	}
 	if len(query) > 0 {
 		dk.Query = url.Values(query).Encode()
@@ -303,10 +309,11 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	er := a.engine.Decide(ctx, &in)
 	res.Decision, res.Revision = er.Decision, er.Policy.Revision
 	// Cache only what a policy decided (never an engine fault), under the policy that decided
-	// it (a swap may have happened since the lookup), and only if no change committed meanwhile.
+	// it (a swap may have happened since the lookup), with the versions of what it was made
+	// from, and only if no change committed meanwhile.
 	if er.Err == nil && er.Policy != (opa.Policy{}) && a.store.Generation() == gen {
 		dk.Policy = er.Policy
-		a.decisions.Add(&dk, er.Decision, expiresAt)
+		a.decisions.Add(&dk, &deps, er.Decision, expiresAt)
 	}
 	return res
 }

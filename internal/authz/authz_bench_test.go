@@ -2,8 +2,10 @@ package authz
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -122,5 +124,64 @@ func bmust(b *testing.B, err error) {
 	b.Helper()
 	if err != nil {
 		b.Fatal(err)
+	}
+}
+
+// BenchmarkAuthorizeChurn is the decision cache under admin churn: 1,000 distinct requests (50
+// keys of 10 users, 20 paths each) decided round-robin, with one admin write (a key's
+// description, or every third write a user's name: changes that alter no decision) every N
+// decisions. It reports hit-% of the decision cache over the timed loop.
+func BenchmarkAuthorizeChurn(b *testing.B) {
+	store, engine, _ := benchFixture(b)
+	ctx := context.Background()
+	ds, err := store.ListDomains(ctx)
+	bmust(b, err)
+	var users []*keys.User
+	var keyIDs []string
+	var reqs []Request
+	for i := range 10 {
+		u := &keys.User{AuthorityID: ds[0].ID, Name: fmt.Sprintf("user %d", i), Email: fmt.Sprintf("u%d@acme.example.com", i), Groups: []string{"sys-1"}}
+		bmust(b, store.CreateUser(ctx, u))
+		users = append(users, u)
+		for j := range 5 {
+			k := &keys.APIKey{Name: fmt.Sprintf("key %d-%d", i, j), UserID: u.ID, Scopes: []string{"systems.read"}}
+			secret, err := store.CreateKey(ctx, k)
+			bmust(b, err)
+			keyIDs = append(keyIDs, k.ID)
+			for p := range 20 {
+				reqs = append(reqs, Request{Method: "GET", URI: fmt.Sprintf("/api/engine/v2/systems/sys-%d", p),
+					Host: "acme.example.com", Header: http.Header{"X-Api-Key": {string(secret)}}})
+			}
+		}
+	}
+	for _, every := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("write-every-%d", every), func(b *testing.B) {
+			a := New(store, engine, Options{Cache: cache.DefaultOptions(), DecisionBytes: 16 << 20})
+			for _, r := range reqs {
+				a.Authorize(ctx, r)
+			}
+			h0, m0 := a.DecisionCache().Stats()
+			w := 0
+			b.ResetTimer()
+			for i := range b.N {
+				if i%every == every-1 {
+					desc := strconv.Itoa(i)
+					if w%3 == 2 {
+						_, err := store.ModifyUser(ctx, users[w%len(users)].ID, func(u *keys.User) error { u.Name = "user " + desc; return nil })
+						bmust(b, err)
+					} else {
+						_, err := store.UpdateKey(ctx, keyIDs[w%len(keyIDs)], keys.KeyUpdate{Description: &desc})
+						bmust(b, err)
+					}
+					w++
+				}
+				a.Authorize(ctx, reqs[i%len(reqs)])
+			}
+			b.StopTimer()
+			h1, m1 := a.DecisionCache().Stats()
+			if n := (h1 - h0) + (m1 - m0); n > 0 {
+				b.ReportMetric(100*float64(h1-h0)/float64(n), "hit-%")
+			}
+		})
 	}
 }

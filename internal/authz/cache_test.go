@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -261,8 +263,10 @@ func closedRootPolicy(t *testing.T) *bundle.Bundle {
 	return b
 }
 
-// TestCacheRevocationConcurrent runs 8 deciders while the key is changed step by step: once a
-// change has returned, no decision that starts afterwards may give the answer of before.
+// TestCacheRevocationConcurrent runs 8 deciders while the key is changed step by step, and a
+// writer churns other records meanwhile (another key, another user, the domain: writes that
+// invalidate the caches in parts, concurrently with the fills): once a change has returned, no
+// decision that starts afterwards may give the answer of before.
 func TestCacheRevocationConcurrent(t *testing.T) {
 	f := newCacheFixture(t)
 	ctx := t.Context()
@@ -291,6 +295,23 @@ func TestCacheRevocationConcurrent(t *testing.T) {
 	var step atomic.Int32
 	var stop atomic.Bool
 	var wg sync.WaitGroup
+	adminKeyID := f.cached.Authorize(ctx, req("GET", "/api/engine/v2/api_keys", f.adminK)).Key.ID
+	wg.Go(func() {
+		for i := 0; !stop.Load(); i++ {
+			desc := strconv.Itoa(i)
+			var err error
+			switch i % 3 {
+			case 0:
+				_, err = f.store.UpdateKey(ctx, adminKeyID, keys.KeyUpdate{Description: &desc})
+			case 1:
+				_, err = f.store.ModifyUser(ctx, f.admin.ID, func(u *keys.User) error { u.Name = "Admin " + desc; return nil })
+			case 2:
+				_, err = f.store.ModifyDomain(ctx, f.domain.ID, func(d *keys.Domain) error { d.Description = desc; return nil })
+			}
+			must(t, err)
+			time.Sleep(time.Millisecond)
+		}
+	})
 	var bad atomic.Int64
 	var decisions atomic.Int64
 	for range 8 {
@@ -318,4 +339,173 @@ func TestCacheRevocationConcurrent(t *testing.T) {
 		t.Fatal("no decisions made")
 	}
 	t.Logf("%d decisions, %d wrong", decisions.Load(), bad.Load())
+}
+
+// TestCacheInvalidatesPerRecord checks that a write invalidates the cached decisions that
+// depended on the record it wrote, and only those: decisions of other keys, users and domains
+// stay cached (the decision cache's hit counter proves it), while every decision is still the
+// uncached oracle's.
+func TestCacheInvalidatesPerRecord(t *testing.T) {
+	f := newCacheFixture(t)
+	ctx := t.Context()
+	const systems = "/api/engine/v2/systems/sys-1"
+	const apiKeys = "/api/engine/v2/api_keys"
+	// A second domain with its own user and key.
+	other := &keys.Domain{Name: "Other", Domain: "other.example.com"}
+	must(t, f.store.CreateDomain(ctx, other))
+	ou := &keys.User{AuthorityID: other.ID, Name: "Kiosk", Email: "kiosk@other.example.com"}
+	must(t, f.store.CreateUser(ctx, ou))
+	ok := &keys.APIKey{Name: "kiosk", UserID: ou.ID, Scopes: []string{"systems.read"}}
+	okSecret, err := f.store.CreateKey(ctx, ok)
+	must(t, err)
+	onHost := func(r Request, host string) Request { r.Host = host; return r }
+
+	booking := req("GET", systems, f.booking)
+	admin := req("GET", apiKeys, f.adminK)
+	kiosk := onHost(req("GET", systems, string(okSecret)), "other.example.com")
+	anon := req("GET", "/api/engine/v2", "")
+	// The booking key on a host without a domain: 401 authority not found.
+	nowhere := onHost(req("GET", systems, f.booking), "new.example.com")
+	all := map[string]Request{"booking": booking, "admin": admin, "kiosk": kiosk, "anon": anon, "nowhere": nowhere}
+
+	// The records each request's decision depends on; a test of "stays cached" is skipped
+	// for the rare ids whose versions collide (1 in 65,536 per pair).
+	key := func(id string) keys.Change { return keys.Change{Kind: keys.KindKey, ID: id} }
+	user := func(id string) keys.Change { return keys.Change{Kind: keys.KindUser, ID: id} }
+	dom := func(id string) keys.Change { return keys.Change{Kind: keys.KindDomain, ID: id} }
+	adminKeyID := f.cached.Authorize(ctx, admin).Key.ID
+	records := map[string][]keys.Change{
+		"booking": {key(f.bookingID), user(f.panel.ID), dom(f.domain.ID)},
+		"admin":   {key(adminKeyID), user(f.admin.ID), dom(f.domain.ID)},
+		"kiosk":   {key(ok.ID), user(ou.ID), dom(other.ID)},
+		"anon":    {dom(f.domain.ID)},
+		"nowhere": {key(f.bookingID), user(f.panel.ID), dom(f.domain.ID)},
+	}
+	cs := f.cached.StoreCache()
+	collides := func(name string, changed keys.Change) bool {
+		for _, c := range records[name] {
+			if c != changed && cs.SharesVersion(c, changed) {
+				return true
+			}
+		}
+		return false
+	}
+	// hit reports whether the cached authorizer answered r from its decision cache, and
+	// checks its answer against the oracle's.
+	hit := func(t *testing.T, name string) bool {
+		t.Helper()
+		r := all[name]
+		want := f.oracle.Authorize(ctx, r).Decision
+		h0, _ := f.cached.DecisionCache().Stats()
+		got := f.cached.Authorize(ctx, r).Decision
+		h1, _ := f.cached.DecisionCache().Stats()
+		if got.Allow != want.Allow || got.Status != want.Status || got.Message != want.Message {
+			t.Fatalf("%s: cached answer %+v, uncached %+v", name, got, want)
+		}
+		return h1 > h0
+	}
+	warm := func(t *testing.T) {
+		t.Helper()
+		for name := range all {
+			hit(t, name)
+			if !hit(t, name) {
+				t.Fatalf("%s: not answered from the decision cache when nothing changed", name)
+			}
+		}
+	}
+	// check makes change, then requires a miss for each of invalidated and a hit for every
+	// other request (unless its records collide with the changed one).
+	check := func(t *testing.T, changed keys.Change, change func(), invalidated ...string) {
+		t.Helper()
+		warm(t)
+		change()
+		for name := range all {
+			switch {
+			case slices.Contains(invalidated, name):
+				if hit(t, name) {
+					t.Errorf("%s: served from the decision cache after a record it depends on changed", name)
+				}
+			case collides(name, changed):
+				t.Logf("%s: its records share a version with the changed one; not checked", name)
+			case !hit(t, name):
+				t.Errorf("%s: dropped from the decision cache by a change it does not depend on", name)
+			}
+		}
+	}
+
+	t.Run("key scopes changed", func(t *testing.T) {
+		check(t, key(f.bookingID), func() {
+			_, err := f.store.UpdateKey(ctx, f.bookingID, keys.KeyUpdate{Scopes: &[]string{"zones.read"}})
+			must(t, err)
+		}, "booking", "nowhere")
+		wantStatus(t, f.decide(t, booking), false, 403, "")
+		_, err := f.store.UpdateKey(ctx, f.bookingID, keys.KeyUpdate{Scopes: &[]string{"systems.read", "control"}})
+		must(t, err)
+		wantStatus(t, f.decide(t, booking), true, 200, "")
+	})
+	t.Run("user demoted", func(t *testing.T) {
+		check(t, user(f.admin.ID), func() {
+			u := *f.admin
+			u.SysAdmin = false
+			must(t, f.store.UpdateUser(ctx, &u))
+		}, "admin")
+		wantStatus(t, f.decide(t, admin), false, 403, "")
+	})
+	t.Run("other domain changed", func(t *testing.T) {
+		// Every domain change also drops what was looked up on a host without a domain
+		// ("nowhere"), so it is neither required to hit nor to miss here.
+		delete(all, "nowhere")
+		defer func() { all["nowhere"] = nowhere }()
+		check(t, dom(other.ID), func() {
+			_, err := f.store.ModifyDomain(ctx, other.ID, func(d *keys.Domain) error { d.Description = "changed"; return nil })
+			must(t, err)
+		}, "kiosk")
+	})
+	t.Run("domain created for a host without one", func(t *testing.T) {
+		warm(t)
+		wantStatus(t, f.decide(t, nowhere), false, 401, "authority not found")
+		nd := &keys.Domain{Name: "New", Domain: "new.example.com"}
+		must(t, f.store.CreateDomain(ctx, nd))
+		res := f.cached.Authorize(ctx, nowhere)
+		if res.Input.Domain == nil || res.Input.Domain.ID != nd.ID {
+			t.Fatalf("after the domain was created, the request's domain is %+v", res.Input.Domain)
+		}
+		wantStatus(t, f.decide(t, nowhere), false, 401, "authority domain does not match token's")
+		for _, name := range []string{"booking", "kiosk", "anon"} {
+			if !collides(name, dom(nd.ID)) && !hit(t, name) {
+				t.Errorf("%s: dropped from the decision cache by the creation of an unrelated domain", name)
+			}
+		}
+	})
+	t.Run("domain host moved to a host without one", func(t *testing.T) {
+		moved := onHost(req("GET", systems, string(okSecret)), "moved.example.com")
+		wantStatus(t, f.decide(t, moved), false, 401, "authority not found")
+		wantStatus(t, f.decide(t, kiosk), true, 200, "")
+		_, err := f.store.ModifyDomain(ctx, other.ID, func(d *keys.Domain) error { d.Domain = "moved.example.com"; return nil })
+		must(t, err)
+		wantStatus(t, f.decide(t, moved), true, 200, "")
+		wantStatus(t, f.decide(t, kiosk), false, 401, "authority not found")
+	})
+	t.Run("key created with an id cached as unknown", func(t *testing.T) {
+		k, _, _, err := f.store.KeyForAuth(ctx, f.bookingID)
+		must(t, err)
+		must(t, f.store.DeleteKey(ctx, f.bookingID))
+		wantStatus(t, f.decide(t, booking), false, 401, MsgUnknownKey)
+		hash := k.Hash
+		k.Hash = ""
+		n, err := f.store.ImportKeys(ctx, func(yield func(keys.BulkKey) bool) { yield(keys.BulkKey{Key: *k, Hash: hash}) })
+		must(t, err)
+		if n != 1 {
+			t.Fatalf("imported %d keys", n)
+		}
+		wantStatus(t, f.decide(t, booking), true, 200, "")
+	})
+	t.Run("user deleted, cascade", func(t *testing.T) {
+		warm(t)
+		must(t, f.store.DeleteUser(ctx, f.panel.ID))
+		wantStatus(t, f.decide(t, booking), false, 401, MsgUnknownKey)
+		if !collides("kiosk", user(f.panel.ID)) && !collides("kiosk", key(f.bookingID)) && !hit(t, "kiosk") {
+			t.Error("kiosk: dropped from the decision cache by the deletion of another domain's user")
+		}
+	})
 }

@@ -17,7 +17,7 @@ import (
 // are kept and the oldest are gone.
 func TestDecisionsBoundedInBytes(t *testing.T) {
 	const bound = 256 << 10
-	c := NewDecisions(bound)
+	c := NewDecisions(bound, nil)
 	allow := opa.Decision{Allow: true, Status: 200, Message: "ok"}
 	var inserted int64
 	key := func(i int) DecisionKey {
@@ -25,7 +25,7 @@ func TestDecisionsBoundedInBytes(t *testing.T) {
 	}
 	for i := range 5_000 {
 		k := key(i)
-		c.Add(&k, allow, nil)
+		c.Add(&k, &Deps{}, allow, nil)
 		inserted += int64(len(k.Path))
 		if used, _ := c.Cost(); used > bound {
 			t.Fatalf("after %d inserts the cache accounts %d bytes, over its bound of %d", i+1, used, bound)
@@ -44,7 +44,7 @@ func TestDecisionsBoundedInBytes(t *testing.T) {
 	}
 	// One entry larger than the whole bound is not kept, and does not flush the others.
 	huge := DecisionKey{Method: "GET", Path: strings.Repeat("y", bound)}
-	c.Add(&huge, allow, nil)
+	c.Add(&huge, &Deps{}, allow, nil)
 	if _, ok := c.Get(&huge, time.Now()); ok {
 		t.Error("an entry larger than the bound was kept")
 	}
@@ -103,13 +103,13 @@ func TestEntryCostCoversMemory(t *testing.T) {
 	t.Run("decisions", func(t *testing.T) {
 		var c *Decisions
 		measure(t, func() int64 {
-			c = NewDecisions(1 << 40)
+			c = NewDecisions(1<<40, nil)
 			d := opa.Decision{Status: 403, Message: "missing scope", Route: opa.Route{Resource: "systems", Access: "read", Gate: ""}}
 			for i := range n {
 				// Built on the fly, as a request's strings are: only the compacted copy stays.
 				k := DecisionKey{Method: "GET", Path: fmt.Sprintf("/api/engine/v2/systems/sys-%d/zones", i),
 					Host: "localhost", Protocol: "http", Query: "a=1", KeyID: fmt.Sprintf("%032x", i), Source: "header"}
-				c.Add(&k, d, nil)
+				c.Add(&k, &Deps{}, d, nil)
 			}
 			used, _ := c.Cost()
 			return used
@@ -140,9 +140,9 @@ func TestEntryCostCoversMemory(t *testing.T) {
 	t.Run("unknown ids and hosts", func(t *testing.T) {
 		var s *Store
 		measure(t, func() int64 {
-			s = &Store{neg: newSizedLRU[string, uint64](1 << 40), hosts: newSizedLRU[string, *hostEntry](1 << 40)}
+			s = &Store{neg: newSizedLRU[string, dep](1 << 40), hosts: newSizedLRU[string, *hostEntry](1 << 40)}
 			for i := range n {
-				s.neg.Add(fmt.Sprintf("%032x", i), 1, negEntryCost)
+				s.neg.Add(fmt.Sprintf("%032x", i), dep{slot: 1, ver: 1}, negEntryCost)
 				host := fmt.Sprintf("host-%d.example.com", i)
 				s.hosts.Add(host, &hostEntry{err: keys.ErrUnknownKey}, hostEntryCost(host, nil))
 			}

@@ -10,9 +10,10 @@ import (
 	"github.com/keyauthz/keyauthz/internal/opa"
 )
 
-// DecisionKey is everything a decision depends on: the normalised request, the presented key
-// (id and source; its records are fixed by the id at a store generation), the policy that
-// decided and the store generation the key, user and domain were read at.
+// DecisionKey is what a decision is looked up by: the normalised request, the presented key
+// (id and source) and the policy that decided. The versions of the records it was made from
+// (the key, its user, its domain, the request host's domain) are not part of the key: they are
+// kept with the decision (Deps) and checked on every lookup.
 type DecisionKey struct {
 	Method, Path, Host, Protocol string
 	// CrossSite is the request's cross_site input: the same request made cross-site may be
@@ -24,13 +25,14 @@ type DecisionKey struct {
 	KeyID  string
 	Source string
 	Policy opa.Policy
-	Gen    uint64
 }
 
 // Decisions is an LRU of decisions bounded in bytes (see decisionCost). It is safe for
 // concurrent use. A nil *Decisions caches nothing.
 type Decisions struct {
-	lru          *sizedLRU[DecisionKey, decisionEntry]
+	lru *sizedLRU[DecisionKey, decisionEntry]
+	// store holds the versions an entry's deps are checked against.
+	store        *Store
 	hits, misses atomic.Uint64
 }
 
@@ -39,6 +41,8 @@ type decisionEntry struct {
 	// expiresAt is the key's expires_at (Unix seconds; 0 with hasExpiry false: never).
 	expiresAt int64
 	hasExpiry bool
+	// deps are the versions of the records the decision was made from.
+	deps Deps
 }
 
 // DefaultDecisionBytes is the decision cache's bound unless told otherwise: about 35,000
@@ -49,21 +53,24 @@ type decisionEntry struct {
 const DefaultDecisionBytes = 32 << 20
 
 // NewDecisions returns a decision cache of at most maxBytes (estimated: strings plus the
-// cache's own bookkeeping per entry), or nil (no caching) when maxBytes <= 0.
-func NewDecisions(maxBytes int64) *Decisions {
+// cache's own bookkeeping per entry), or nil (no caching) when maxBytes <= 0. Decisions are
+// cached with the Deps that store's AuthenticateDeps and DomainByHostDeps gave, and checked
+// against store's versions; with a nil store only decisions without Deps are served.
+func NewDecisions(maxBytes int64, store *Store) *Decisions {
 	if maxBytes <= 0 {
 		return nil
 	}
-	return &Decisions{lru: newSizedLRU[DecisionKey, decisionEntry](maxBytes)}
+	return &Decisions{lru: newSizedLRU[DecisionKey, decisionEntry](maxBytes), store: store}
 }
 
-// Get returns the decision cached for k, unless it was made with a key that has expired at now.
+// Get returns the decision cached for k, unless a record it was made from has changed since
+// (its Deps), or it was made with a key that has expired at now.
 func (c *Decisions) Get(k *DecisionKey, now time.Time) (opa.Decision, bool) {
 	if c == nil {
 		return opa.Decision{}, false
 	}
 	e, ok := c.lru.Get(*k)
-	if !ok || e.hasExpiry && e.expiresAt <= now.Unix() {
+	if !ok || e.hasExpiry && e.expiresAt <= now.Unix() || !c.store.Current(&e.deps) {
 		c.misses.Add(1)
 		return opa.Decision{}, false
 	}
@@ -71,12 +78,14 @@ func (c *Decisions) Get(k *DecisionKey, now time.Time) (opa.Decision, bool) {
 	return e.d, true
 }
 
-// Add caches d for k; expiresAt is the presented key's expires_at (nil: never, or no key).
-func (c *Decisions) Add(k *DecisionKey, d opa.Decision, expiresAt *int64) {
-	if c == nil {
+// Add caches d for k; deps are the versions of the records d was made from, and expiresAt is
+// the presented key's expires_at (nil: never, or no key). Nothing is cached when deps are not
+// cacheable (a change committed while they were read).
+func (c *Decisions) Add(k *DecisionKey, deps *Deps, d opa.Decision, expiresAt *int64) {
+	if c == nil || !deps.Cacheable() {
 		return
 	}
-	e := decisionEntry{d: d}
+	e := decisionEntry{d: d, deps: *deps}
 	if expiresAt != nil {
 		e.expiresAt, e.hasExpiry = *expiresAt, true
 	}

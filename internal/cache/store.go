@@ -1,8 +1,10 @@
 // Package cache holds keyauthz's caches in front of the key store and the policy engine:
 // verified keys, unknown key ids, domains by host (Store) and decisions (Decisions). All are
-// LRUs bounded in bytes, and none can serve a stale answer: the store generation moves on every
-// committed change (keys.Service.OnChange, each record of a cascade included), every entry
-// carries the generation it was read at, and an entry of an older generation is a miss.
+// LRUs bounded in bytes, and none can serve a stale answer: every committed change
+// (keys.Service.OnChange, each record of a cascade included) moves the version of the record it
+// changed, every entry carries the versions of the records it was read from (Deps), and an
+// entry whose versions have moved is a miss. A write therefore invalidates only what depended
+// on the record it wrote (versions.go).
 package cache
 
 import (
@@ -60,16 +62,17 @@ const maxHostLen = 253
 // by the HMAC itself. The plaintext is never kept.
 type Store struct {
 	src   Source
-	gen   atomic.Uint64
+	vers  *versions
 	keys  *sizedLRU[string, *keyEntry]
-	neg   *sizedLRU[string, uint64]
+	neg   *sizedLRU[string, dep]
 	hosts *sizedLRU[string, *hostEntry]
 
 	hits, misses atomic.Uint64
 }
 
 type keyEntry struct {
-	gen       uint64
+	// deps are the versions of the key, its user and its domain the entry was read at.
+	deps      Deps
 	hash      string
 	digest    [sha256.Size]byte
 	hasDigest bool
@@ -80,30 +83,41 @@ type keyEntry struct {
 }
 
 type hostEntry struct {
-	gen uint64
+	// dep is the version of the host's domain, or of every domain for a host without one.
+	dep dep
 	d   *keys.Domain
 	err error // the ENOTFOUND error when the host has no domain
 }
 
 // New returns a Store in front of src and registers it with src.OnChange.
 func New(src Source, o Options) *Store {
-	s := &Store{src: src}
+	s := &Store{src: src, vers: newVersions()}
 	if o.KeyBytes > 0 {
 		s.keys = newSizedLRU[string, *keyEntry](o.KeyBytes)
 	}
 	if o.UnknownKeyBytes > 0 {
-		s.neg = newSizedLRU[string, uint64](o.UnknownKeyBytes)
+		s.neg = newSizedLRU[string, dep](o.UnknownKeyBytes)
 	}
 	if o.HostBytes > 0 {
 		s.hosts = newSizedLRU[string, *hostEntry](o.HostBytes)
 	}
-	src.OnChange(func(keys.Change) { s.gen.Add(1) })
+	src.OnChange(s.vers.changed)
 	return s
 }
 
 // Generation returns the store generation: it moves after every committed change, before the
-// change's write call returns. An answer read at generation g is valid while Generation() == g.
-func (s *Store) Generation() uint64 { return s.gen.Load() }
+// change's write call returns. Entries are not keyed on it (they carry Deps); it tells whether
+// any change committed while an answer was being made.
+func (s *Store) Generation() uint64 { return s.vers.gen.Load() }
+
+// Current reports whether every record d depends on is unchanged since d was read (and d is
+// cacheable). A nil Store knows of no change: only the empty Deps is current.
+func (s *Store) Current(d *Deps) bool {
+	if s == nil {
+		return d.n == 0 && !d.stale
+	}
+	return s.vers.current(d)
+}
 
 // Stats returns the number of key and host lookups answered from memory and from the store.
 func (s *Store) Stats() (hits, misses uint64) { return s.hits.Load(), s.misses.Load() }
@@ -112,14 +126,21 @@ func (s *Store) Stats() (hits, misses uint64) { return s.hits.Load(), s.misses.L
 // order of checks: shape, id, secret, expiry) and returns a result whose records are shared
 // and must not be modified.
 func (s *Store) Authenticate(ctx context.Context, plaintext string, now time.Time) (*keys.AuthResult, error) {
+	var deps Deps
+	return s.AuthenticateDeps(ctx, plaintext, now, &deps)
+}
+
+// AuthenticateDeps is Authenticate, and adds to deps the versions of the key, its user and its
+// domain the result was read at (on success; on an error deps may be partly filled, and no
+// decision is cached then). It marks deps not cacheable when a change committed during the read.
+func (s *Store) AuthenticateDeps(ctx context.Context, plaintext string, now time.Time, deps *Deps) (*keys.AuthResult, error) {
 	id, secret, ok := keys.ParseKey(plaintext)
 	if !ok {
 		return nil, keys.ErrUnknownKey
 	}
-	g := s.gen.Load()
 	var digest [sha256.Size]byte
 	if s.keys != nil {
-		if e, ok := s.keys.Get(id); ok && e.gen == g {
+		if e, ok := s.keys.Get(id); ok && s.vers.current(&e.deps) {
 			s.hits.Add(1)
 			digest = secretDigest(secret)
 			if e.hasDigest {
@@ -132,28 +153,42 @@ func (s *Store) Authenticate(ctx context.Context, plaintext string, now time.Tim
 				}
 				s.keys.Add(strings.Clone(id), e.withDigest(digest), e.cost)
 			}
+			deps.addAll(&e.deps)
 			return e.check(now)
 		}
 	}
 	if s.neg != nil {
-		if eg, ok := s.neg.Get(id); ok && eg == g {
+		if nd, ok := s.neg.Get(id); ok && s.vers.slots[nd.slot].Load() == nd.ver {
 			s.hits.Add(1)
 			return nil, keys.ErrUnknownKey
 		}
 	}
 	s.misses.Add(1)
+	// Both read before the store is read (versions.go).
+	g := s.vers.gen.Load()
+	keyDep := s.vers.dep(s.vers.slot(keys.KindKey, id))
 	k, u, d, err := s.src.KeyForAuth(ctx, id)
 	if keys.ErrorCode(err) == keys.ENOTFOUND {
-		if s.neg != nil && s.gen.Load() == g {
+		// An unknown id depends on that id only: a key is created with its user and domain in
+		// place, and deleting a user or a domain deletes its keys in the same write.
+		if s.neg != nil && s.vers.gen.Load() == g {
 			// A copy: id is a slice of the presented key, and keeping it would keep the secret.
-			s.neg.Add(strings.Clone(id), g, negEntryCost)
+			s.neg.Add(strings.Clone(id), keyDep, negEntryCost)
 		}
 		return nil, keys.ErrUnknownKey
 	}
 	if err != nil {
 		return nil, err
 	}
-	e := &keyEntry{gen: g, hash: k.Hash}
+	e := &keyEntry{hash: k.Hash}
+	e.deps.add(keyDep)
+	// Known only now: read after the store, and valid only if the generation has not moved
+	// since before the read (checked below, after these reads).
+	e.deps.add(s.vers.dep(s.vers.slot(keys.KindUser, u.ID)))
+	e.deps.add(s.vers.dep(s.vers.slot(keys.KindDomain, d.ID)))
+	if s.vers.gen.Load() != g {
+		e.deps.stale = true
+	}
 	k.Hash = ""
 	e.res = &keys.AuthResult{Key: k, User: u, Domain: d}
 	e.cost = keyEntryCost(e)
@@ -161,15 +196,16 @@ func (s *Store) Authenticate(ctx context.Context, plaintext string, now time.Tim
 	if verified {
 		e.digest, e.hasDigest = secretDigest(secret), true
 	}
-	// An entry stamped g is never served once the generation has moved, so a fill that raced
-	// a change is harmless; not storing it saves an entry that could only be a miss.
-	if s.keys != nil && s.gen.Load() == g {
+	// A fill that raced a change is answered but not kept: its user's or domain's versions
+	// may have been read after the change moved them.
+	if s.keys != nil && !e.deps.stale {
 		// A copy: id is a slice of the presented key, and keeping it would keep the secret.
 		s.keys.Add(strings.Clone(id), e, e.cost)
 	}
 	if !verified {
 		return nil, keys.ErrUnknownKey
 	}
+	deps.addAll(&e.deps)
 	return e.check(now)
 }
 
@@ -203,21 +239,44 @@ func secretDigest(secret string) [sha256.Size]byte {
 // is expected normalised (lower case, no port), as authz.Hostname gives it. The result is
 // shared and must not be modified.
 func (s *Store) DomainByHost(ctx context.Context, host string) (*keys.Domain, error) {
-	g := s.gen.Load()
+	var deps Deps
+	return s.DomainByHostDeps(ctx, host, &deps)
+}
+
+// DomainByHostDeps is DomainByHost, and adds to deps the version the answer was read at: the
+// found domain's, or, for a host without a domain, the version every domain change moves.
+// It marks deps not cacheable when a change committed during the read.
+func (s *Store) DomainByHostDeps(ctx context.Context, host string, deps *Deps) (*keys.Domain, error) {
 	if s.hosts != nil {
-		if e, ok := s.hosts.Get(host); ok && e.gen == g {
+		if e, ok := s.hosts.Get(host); ok && s.vers.slots[e.dep.slot].Load() == e.dep.ver {
 			s.hits.Add(1)
+			deps.add(e.dep)
 			return e.d, e.err
 		}
 	}
 	s.misses.Add(1)
+	// Both read before the store is read (versions.go).
+	g := s.vers.gen.Load()
+	noDomain := s.vers.dep(domainsSlot)
 	d, err := s.src.DomainByHost(ctx, host)
 	if err != nil && keys.ErrorCode(err) != keys.ENOTFOUND {
 		return nil, err
 	}
-	if s.hosts != nil && len(host) <= maxHostLen && s.gen.Load() == g {
+	// A host with a domain depends on that domain only: another domain can take the host only
+	// once this one has left it or is deleted, which moves this one's version.
+	dp := noDomain
+	if err == nil {
+		// Known only now: read after the store, valid only if the generation has not moved.
+		dp = s.vers.dep(s.vers.slot(keys.KindDomain, d.ID))
+	}
+	if s.vers.gen.Load() != g {
+		deps.stale = true
+		return d, err
+	}
+	deps.add(dp)
+	if s.hosts != nil && len(host) <= maxHostLen {
 		host = strings.Clone(host) // it may be a slice of a larger request buffer
-		s.hosts.Add(host, &hostEntry{gen: g, d: d, err: err}, hostEntryCost(host, d))
+		s.hosts.Add(host, &hostEntry{dep: dp, d: d, err: err}, hostEntryCost(host, d))
 	}
 	return d, err
 }
@@ -249,7 +308,7 @@ var (
 		roundAlloc(int64(unsafe.Sizeof(keys.APIKey{}))) + roundAlloc(int64(unsafe.Sizeof(keys.User{}))) +
 		roundAlloc(int64(unsafe.Sizeof(keys.Domain{}))) + 2*16 // the two *int64 of a key
 	// negEntryCost: the entry, its map slot and the copied id (32 bytes).
-	negEntryCost  = entryOverhead(unsafe.Sizeof(""), unsafe.Sizeof(sizedValue[uint64]{})) + 32
+	negEntryCost  = entryOverhead(unsafe.Sizeof(""), unsafe.Sizeof(sizedValue[dep]{})) + 32
 	hostEntrySize = entryOverhead(unsafe.Sizeof(""), unsafe.Sizeof(sizedValue[*hostEntry]{})) +
 		roundAlloc(int64(unsafe.Sizeof(hostEntry{}))) + roundAlloc(int64(unsafe.Sizeof(keys.Domain{})))
 )

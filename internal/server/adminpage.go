@@ -76,9 +76,22 @@ func (s *Server) mapAdminPage() {
 	page.HEAD("/*file", h)
 }
 
-// adminPageHeaders sets the security headers on every answer under /admin, 404s included.
+// adminPageHeaders sets the security headers on every answer of the page's routes, 404s
+// included; handleNoRoute sets them on every other answer under /admin (other methods, other
+// spellings).
 func adminPageHeaders(c *gin.Context) {
-	h := c.Writer.Header()
+	setAdminPageHeaders(c.Writer.Header())
+	c.Next()
+}
+
+// underAdminPage reports whether the routed path p is the page's or starts like it ("/admin",
+// "/admin/x", "/admin;x/", "/administrator"): every answer there carries the page's headers.
+func underAdminPage(p string) bool {
+	return len(p) >= len(adminPagePath) && strings.EqualFold(p[:len(adminPagePath)], adminPagePath)
+}
+
+// setAdminPageHeaders sets the admin page's security headers on h.
+func setAdminPageHeaders(h http.Header) {
 	h.Set("Content-Security-Policy", adminPageCSP)
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
@@ -87,7 +100,6 @@ func adminPageHeaders(c *gin.Context) {
 	h.Set("Cross-Origin-Resource-Policy", "same-origin")
 	// The assets change with the binary: revalidate rather than keep a stale page.
 	h.Set("Cache-Control", "no-cache")
-	c.Next()
 }
 
 func handleAdminPage(assets map[string]adminAsset) gin.HandlerFunc {

@@ -68,6 +68,9 @@ func (s *Server) handleHealth() gin.HandlerFunc {
 func (s *Server) handleNoRoute() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		p := c.Request.URL.Path
+		if underAdminPage(p) {
+			setAdminPageHeaders(c.Writer.Header()) // any method, any spelling (adminpage.go)
+		}
 		if p == adminBase || strings.HasPrefix(p, adminBase+"/") {
 			s.authorize(c)
 			if c.IsAborted() {

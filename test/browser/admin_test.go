@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
@@ -207,8 +208,8 @@ func TestValidationBesideField(t *testing.T) {
 	// The minting cap: an admin key holding only api_keys, users and domains cannot grant systems.
 	limited := k.createKey(t, "limited admin", admin.ID, "admin", "api_keys", "users", "domains")
 	b.click("#key-form button.cancel")
-	b.click("#signout")
-	b.waitFor("the sign-in form", `!document.getElementById("signin-view").hidden`)
+	// Signing out forgets the session: the form's typed name, the table's keys, the key.
+	b.signOut(k.AdminKey, "reader", "bootstrap", "limited admin")
 	b.signIn(limited.Key)
 	b.click("#add-key")
 	b.waitFor("the key form", `document.getElementById("key-dialog").open && document.getElementById("scope-systems")`)
@@ -230,11 +231,24 @@ func TestUserLevelKeyRefused(t *testing.T) {
 	b := newBrowser(t)
 	b.open(k)
 
+	// The key field is masked, but not a password field: a browser offers to save a password
+	// field in its password manager, and the key must stay in this tab.
+	if got := eval[string](b, `(() => { const e = document.getElementById("signin-key");
+		return e.type + " " + e.autocomplete + " " + getComputedStyle(e).webkitTextSecurity; })()`); got != "text off disc" {
+		t.Fatalf("signin-key: type, autocomplete and masking %q, want \"text off disc\"", got)
+	}
+	if eval[int](b, `document.querySelectorAll("input[type=password]").length`) != 0 {
+		t.Fatal("the page has a password field")
+	}
+
 	b.do("paste a user-level key", chromedp.SetValue(chromedp.ID("signin-key"), key.Key))
 	b.click("#signin-form button[type=submit]")
 	b.waitText("signin-error", "needs a key of admin level")
 	if eval[string](b, `sessionStorage.getItem("keyauthz.adminKey") || ""`) != "" {
 		t.Fatal("a user-level key was kept in sessionStorage")
+	}
+	if b.pageHolds(key.Key) {
+		t.Fatal("the refused key stayed in the page (the sign-in field's value)")
 	}
 	if !eval[bool](b, `document.getElementById("keys-view").hidden && document.getElementById("nav").hidden`) {
 		t.Fatal("the admin views are shown to a user-level key")
@@ -244,6 +258,9 @@ func TestUserLevelKeyRefused(t *testing.T) {
 	b.do("paste an unknown key", chromedp.SetValue(chromedp.ID("signin-key"), strings.Repeat("0", 32)+"."+strings.Repeat("A", 43)))
 	b.click("#signin-form button[type=submit]")
 	b.waitText("signin-error", "unknown X-API-Key")
+	if got := eval[string](b, `document.getElementById("signin-key").value`); got != "" {
+		t.Fatalf("the refused unknown key stayed in the field: %q", got)
+	}
 	b.shot("unknown-key-refused")
 
 	// A session whose key is deleted goes back to sign in on its next request.
@@ -260,6 +277,89 @@ func TestUserLevelKeyRefused(t *testing.T) {
 		t.Fatal("a refused key stayed in sessionStorage")
 	}
 	b.shot("signed-out-on-401")
+}
+
+// TestSignOutForgetsSession: after Sign out the page holds nothing of the session (rows, the
+// domain pickers, the search box, typed fields, the picked domain, the key), and an answer to a
+// request of the ended session neither shows up in nor signs out the next session.
+func TestSignOutForgetsSession(t *testing.T) {
+	k := startKeyauthz(t)
+	home := k.bootstrapDomain(t)
+	admin := userByName(t, k, home, "admin")
+	var acme domain
+	if st := k.call(t, "POST", "/domains", k.AdminKey, map[string]any{"name": "Acme Tower", "domain": "acme-tower.example.com"}, &acme); st != 201 {
+		t.Fatalf("create domain: %d", st)
+	}
+	quentin := k.createUser(t, home, "Quentin Zed")
+	k.createKey(t, "zebra kiosk", quentin.ID, "user", "public")
+	b := newBrowser(t)
+	b.open(k)
+	b.signIn(k.AdminKey)
+
+	// Fill every part of the page with the session's data.
+	b.click(`button[data-view="domains"]`)
+	b.waitText("domains-rows", "acme-tower.example.com")
+	b.click(`button[data-view="users"]`)
+	b.waitText("users-rows", "quentin-zed@localhost")
+	b.click(`button[aria-label="Edit Quentin Zed"]`)
+	b.waitFor("the user form", `document.getElementById("user-dialog").open`)
+	b.fill("user-groups", "half typed group")
+	b.click("#user-form button.cancel")
+	b.click(`button[data-view="keys"]`)
+	b.choose("domain-select", acme.ID)
+	b.waitText("keys-rows", "No API keys in this domain yet.")
+	b.choose("domain-select", home.ID)
+	b.waitText("keys-rows", "zebra kiosk")
+	b.fill("keys-search", "zebra")
+	b.click("#keys-search-form button[type=submit]")
+	b.waitText("keys-count", "1\u20131 of 1 key")
+	b.click("#add-key")
+	b.waitFor("the key form", `document.getElementById("key-dialog").open && document.getElementById("scope-systems")`)
+	b.fill("key-name", "half typed key")
+	b.choose("key-user", quentin.ID)
+	b.click("#key-form button.cancel")
+	if eval[string](b, `sessionStorage.getItem("keyauthz.domain") || ""`) == "" {
+		t.Fatal("picking a domain stored nothing: the check below would prove nothing")
+	}
+	b.shot("session-data")
+
+	b.signOut(k.AdminKey, "Acme Tower", "acme-tower.example.com", "Quentin Zed", "quentin-zed@localhost",
+		"zebra kiosk", "zebra", "half typed group", "half typed key", "bootstrap", admin.ID, quentin.ID, acme.ID)
+	b.shot("signed-out")
+
+	// A request of a session that ends before its answer arrives: the answer (a 401, the key is
+	// deleted) must not sign out the session that followed. The test holds back the answers to
+	// that key's requests.
+	first := k.createKey(t, "first admin", admin.ID, "admin", "api_keys", "users", "domains")
+	b.signIn(first.Key)
+	if st := k.call(t, "DELETE", "/api_keys/"+first.ID, k.AdminKey, nil, nil); st != 202 {
+		t.Fatalf("delete: %d", st)
+	}
+	b.do("hold back the first key's answers", chromedp.Evaluate[chromedp.Void](`(() => {
+		const original = window.fetch;
+		window.fetch = (url, init) => {
+			const answer = original(url, init);
+			if (!init || !init.headers || init.headers["X-API-Key"] !== `+js(first.Key)+`) return answer;
+			window.heldBack = (window.heldBack || 0) + 1;
+			return answer.then((r) => new Promise((resolve) => setTimeout(() => { window.released = (window.released || 0) + 1; resolve(r); }, 1500)));
+		};
+	})()`))
+	b.click(`button[data-view="users"]`)
+	b.waitFor("the first key's request", `window.heldBack >= 1`)
+	b.signOut(first.Key, "first admin")
+	b.signIn(k.AdminKey)
+	b.waitFor("the held-back answer", `window.released >= window.heldBack`)
+	b.do("let the stale answer settle", chromedp.Sleep(300*time.Millisecond))
+	if !eval[bool](b, `document.getElementById("signin-view").hidden && !document.getElementById("keys-view").hidden`) {
+		b.fail("the first session's answer signed out the second session")
+	}
+	if got := eval[string](b, `sessionStorage.getItem("keyauthz.adminKey") || ""`); got != k.AdminKey {
+		t.Fatalf("sessionStorage holds %q, want the second session's key", got)
+	}
+	if got := b.textOf("page-error"); got != "" {
+		t.Fatalf("the first session's answer showed %q", got)
+	}
+	b.shot("second-session-intact")
 }
 
 // TestKeyboardOnly adds and deletes a key with the keyboard alone: Tab, typing, arrows and

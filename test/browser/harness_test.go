@@ -431,3 +431,53 @@ func (b *browser) pageHolds(s string) bool {
 		return document.documentElement.outerHTML.includes(s) || document.body.innerText.includes(s) ||
 			Array.from(document.querySelectorAll("input, textarea, select")).some((e) => (e.value || "").includes(s)); })()`)
 }
+
+// sessionLeftovers lists what the page still holds of a signed-out session: table rows, select
+// options filled from the API, typed or shown values, session storage, open dialogs, text the
+// API supplied. Empty when the page is as a fresh load left it.
+const sessionLeftovers = `(() => {
+	const problems = [];
+	const id = (x) => document.getElementById(x);
+	for (const x of ["keys-rows", "users-rows", "domains-rows", "domain-select", "users-domain-select", "key-user", "key-scopes"]) {
+		if (id(x).children.length) problems.push("#" + x + " has " + id(x).children.length + " children");
+	}
+	for (const x of ["keys-count", "users-count", "domains-count", "session-who", "created-title", "confirm-title", "confirm-text", "page-status", "page-error"]) {
+		if (id(x).textContent !== "") problems.push("#" + x + " says " + JSON.stringify(id(x).textContent));
+	}
+	for (const e of document.querySelectorAll("input, textarea")) {
+		if (e.type === "checkbox" ? e.checked : e.value !== "") problems.push("#" + e.id + " holds " + JSON.stringify(e.type === "checkbox" ? "checked" : e.value));
+	}
+	for (const e of document.querySelectorAll("[aria-invalid]")) problems.push("#" + e.id + " is marked invalid");
+	for (const e of document.querySelectorAll(".field-error")) {
+		if (e.id !== "signin-error" && e.textContent !== "") problems.push("#" + e.id + " says " + JSON.stringify(e.textContent));
+	}
+	for (const d of document.querySelectorAll("dialog[open]")) problems.push("dialog #" + d.id + " is open");
+	if (sessionStorage.length) problems.push("sessionStorage holds " + Object.keys(sessionStorage).join(", "));
+	for (const x of ["key-dialog-title", "user-dialog-title", "domain-dialog-title"]) {
+		if (!/^Add (API key|user|domain)$/.test(id(x).textContent)) problems.push("#" + x + " says " + JSON.stringify(id(x).textContent));
+	}
+	if (!id("keys-view").hidden || !id("users-view").hidden || !id("domains-view").hidden || !id("nav").hidden) problems.push("a view is shown");
+	return problems;
+})()`
+
+// signOut clicks Sign out and checks that the page then holds nothing of the session: none of
+// its data (sessionLeftovers) and none of the strings given (names, hosts, the key).
+func (b *browser) signOut(session ...string) {
+	b.t.Helper()
+	b.click("#signout")
+	b.waitFor("the sign-in form", `!document.getElementById("signin-view").hidden`)
+	b.checkForgotten(session...)
+}
+
+// checkForgotten fails the test if the page holds anything of a session that has ended.
+func (b *browser) checkForgotten(session ...string) {
+	b.t.Helper()
+	if left := eval[[]string](b, sessionLeftovers); len(left) > 0 {
+		b.fail("after sign-out the page still holds the session's data:\n  %s", strings.Join(left, "\n  "))
+	}
+	for _, s := range session {
+		if b.pageHolds(s) {
+			b.fail("after sign-out the page still holds %q", s)
+		}
+	}
+}

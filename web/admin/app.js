@@ -15,17 +15,31 @@
 
   const $ = (id) => document.getElementById(id);
 
-  // State of the signed-in session.
-  const state = {
-    me: null,          // GET /api_keys/inspect of the signed-in key
-    domains: [],       // GET /domains
-    domainId: "",      // the domain picked
-    users: [],         // GET /users?authority_id= of the picked domain
-    scopes: null,      // GET /scopes, loaded once
-    keysURL: "",       // the keys page shown (its API URL)
-    keysPrev: [],      // the API URLs of the pages before it
-    view: "keys",
-  };
+  // State of the signed-in session; signOut puts it back to this.
+  function freshState() {
+    return {
+      me: null,          // GET /api_keys/inspect of the signed-in key
+      domains: [],       // GET /domains
+      domainId: "",      // the domain picked
+      users: [],         // GET /users?authority_id= of the picked domain
+      scopes: null,      // GET /scopes, loaded once
+      keysURL: "",       // the keys page shown (its API URL)
+      keysPrev: [],      // the API URLs of the pages before it
+      view: "keys",
+    };
+  }
+  let state = freshState();
+
+  // Every sign-in and sign-out starts a new session: the requests of an earlier one are
+  // aborted, and whatever they answer is ignored (it could otherwise show the old session's
+  // data, or sign the new session out with the old key's 401).
+  let session = 0;
+  let sessionAbort = new AbortController();
+  function newSession() {
+    session++;
+    sessionAbort.abort();
+    sessionAbort = new AbortController();
+  }
 
   // ---- API ----------------------------------------------------------------------------------
 
@@ -38,27 +52,41 @@
     }
   }
 
+  // StaleError is the answer to a request of a session that has ended: nobody shows it.
+  class StaleError extends Error {
+    constructor() {
+      super("the session of this request has ended");
+      this.stale = true;
+      this.status = -1;
+      this.failures = [];
+    }
+  }
+
   function storedKey() {
     return sessionStorage.getItem(KEY_STORAGE) || "";
   }
 
   // api calls the admin API with key (the stored key by default) and returns {data, headers}.
   // path is relative to the API's base ("/users") or a whole API path (a Link header's). A 401 ends the session: the page goes back to sign in, with the API's message.
+  // An answer that arrives after its session ended is a StaleError, whatever it was.
   async function api(method, path, body, key) {
+    const mine = session;
     const headers = { "X-API-Key": key === undefined ? storedKey() : key, "Accept": "application/json" };
-    const init = { method, headers, credentials: "omit", cache: "no-store", referrerPolicy: "no-referrer" };
+    const init = { method, headers, credentials: "omit", cache: "no-store", referrerPolicy: "no-referrer", signal: sessionAbort.signal };
     if (body !== undefined) {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
-    let resp;
+    let resp, text;
     try {
       resp = await fetch(path.startsWith(API + "/") || path.startsWith(API + "?") ? path : API + path, init);
+      text = await resp.text();
     } catch (e) {
+      if (mine !== session) throw new StaleError();
       throw new ApiError(0, { error: "keyauthz cannot be reached: " + e.message });
     }
+    if (mine !== session) throw new StaleError();
     let data = null;
-    const text = await resp.text();
     if (text) {
       try { data = JSON.parse(text); } catch (e) { data = { error: text }; }
     }
@@ -113,7 +141,7 @@
 
   // report shows an error of a list action (a 401 has already signed out).
   function report(err) {
-    if (err.status !== 401) showPageError(err.message);
+    if (err.status !== 401 && !err.stale) showPageError(err.message);
   }
 
   // ---- Forms: 422 failures beside their fields ------------------------------------------------
@@ -130,7 +158,7 @@
   // showFormError puts each 422 failure beside its field (the element prefix-FIELD-error) and
   // any other error (403 naming the scope or level, 400, 409, ...) at the top of the form.
   function showFormError(prefix, err) {
-    if (err.status === 401) return; // signed out already
+    if (err.status === 401 || err.stale) return; // signed out already
     const top = $(prefix + "-form-error");
     const rest = [];
     let firstInvalid = null;
@@ -185,6 +213,7 @@
         await run();
         closeDialog(d);
       } catch (err) {
+        if (err.stale) return;
         if (err.status === 401) { closeDialog(d); return; }
         $("confirm-error").textContent = err.message;
         $("confirm-error").hidden = false;
@@ -222,6 +251,7 @@
       input.setAttribute("aria-invalid", "true");
       return;
     }
+    newSession(); // a sign-in the user started earlier and did not wait for is forgotten
     try {
       const { data } = await api("GET", "/api_keys/inspect", undefined, key);
       if (data.permissions !== "admin" && data.permissions !== "admin_support") {
@@ -232,6 +262,8 @@
       input.value = "";
       await startSession(data);
     } catch (err) {
+      if (err.stale) return;
+      input.value = ""; // nothing of a refused key is kept, not even in the field
       let message = err.message;
       if (err.status === 401 && message === "authority not found") {
         message = "authority not found: this page's host (" + location.hostname +
@@ -245,11 +277,39 @@
     }
   });
 
+  // signOut forgets the key and everything the session showed or typed: the page afterwards
+  // holds nothing of it, as if freshly loaded.
   function signOut(message) {
+    newSession();
     sessionStorage.removeItem(KEY_STORAGE);
-    state.me = null;
+    sessionStorage.removeItem(DOMAIN_STORAGE);
+    state = freshState();
+    editingDomain = null;
+    editingUser = null;
     document.querySelectorAll("dialog[open]").forEach((d) => d.close());
+    document.querySelectorAll("dialog").forEach((d) => { d.returnFocusTo = null; });
+    document.querySelectorAll("form").forEach((f) => f.reset());
+    for (const prefix of ["key", "user", "domain"]) clearFormErrors(prefix);
+    for (const id of ["keys-rows", "users-rows", "domains-rows", "domain-select", "users-domain-select", "key-scopes", "key-user"]) {
+      $(id).replaceChildren();
+    }
+    for (const id of ["keys-count", "users-count", "domains-count", "session-who", "created-title", "copy-status", "confirm-title", "confirm-text", "confirm-error"]) {
+      $(id).textContent = "";
+    }
+    $("confirm-error").hidden = true;
+    $("key-dialog-title").textContent = "Add API key";
+    $("user-dialog-title").textContent = "Add user";
+    $("domain-dialog-title").textContent = "Add domain";
     $("created-key").value = "";
+    $("keys-search").value = "";
+    $("signin-key").value = "";
+    $("keys-next").disabled = true;
+    $("keys-next").dataset.url = "";
+    $("keys-prev").disabled = true;
+    document.querySelectorAll(".nav-link").forEach((b) => {
+      if (b.dataset.view === "keys") b.setAttribute("aria-current", "page");
+      else b.removeAttribute("aria-current");
+    });
     $("nav").hidden = true;
     $("session").hidden = true;
     showPageError("");
@@ -631,7 +691,7 @@
       }
       await startSession(data);
     } catch (err) {
-      if (err.status !== 401) signOut(err.message);
+      if (err.status !== 401 && !err.stale) signOut(err.message);
     }
   }
   resume();
