@@ -224,6 +224,21 @@ func TestAuthorize(t *testing.T) {
 			wantKey: k.ID,
 		},
 	}
+	t.Run("a domain with an IPv6 host", func(t *testing.T) {
+		// Stored as "[::1]", asked for as the Host header "[::1]:8080": the two normalisations
+		// (the record's and the request's) must meet.
+		d6 := &keys.Domain{Name: "v6", Domain: "[::1]"}
+		must(t, store.CreateDomain(ctx, d6))
+		u6 := &keys.User{AuthorityID: d6.ID, Name: "v6", Email: "v6@example.com"}
+		must(t, store.CreateUser(ctx, u6))
+		k6 := &keys.APIKey{Name: "v6", UserID: u6.ID, Scopes: []string{"systems.read"}}
+		s6, err := store.CreateKey(ctx, k6)
+		must(t, err)
+		res := New(store, engine, Options{}).Authorize(ctx, Request{Method: "GET", URI: "/api/engine/v2/systems/sys-1", Host: "[::1]:8080", Header: http.Header{"X-Api-Key": {string(s6)}}})
+		if !res.Decision.Allow {
+			t.Errorf("GET on the IPv6 domain's host: %+v, want an allow", res.Decision)
+		}
+	})
 	t.Run("input", func(t *testing.T) {
 		// The method goes to the policy as received, and cross_site as the browser said.
 		res := a.Authorize(ctx, Request{Method: "delete", URI: "/api/engine/v2/zones/z-1", Host: "acme.example.com:8080",

@@ -109,14 +109,6 @@ func (c *Decisions) Cost() (bytes int64, entries int) {
 	return c.lru.Cost()
 }
 
-// MaxBytes returns the cache's bound (0 for a nil cache).
-func (c *Decisions) MaxBytes() int64 {
-	if c == nil {
-		return 0
-	}
-	return c.lru.max
-}
-
 // decisionEntryOverhead is what an entry takes besides its strings: the LRU's list element
 // (which holds the key and the value) and the map slot (a second copy of the key), with the
 // slack of a map that has just doubled.

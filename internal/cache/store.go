@@ -51,7 +51,8 @@ func DefaultOptions() Options {
 // a client-chosen Host header must not be able to fill memory.
 const maxHostLen = 253
 
-// Store is a caching front of a Source for the credential path (it implements authz.Store):
+// Store is a caching front of a Source for the credential path (authz.New puts one in front of
+// the key store):
 // Authenticate and DomainByHost answer from memory when they can and read the Source when not.
 // It is safe for concurrent use.
 //

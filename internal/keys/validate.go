@@ -113,6 +113,13 @@ func NormalizeHost(s string) (host string, ok bool) {
 	if s == "" {
 		return "", false
 	}
+	// A bare IPv6 address ("::1", as a Host header's host reads once its brackets and port are
+	// gone) would be read by url.Parse as a host and a port; take it as it is.
+	if bare := strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"); strings.Count(bare, ":") >= 2 {
+		if ip := net.ParseIP(bare); ip != nil {
+			return ip.String(), true
+		}
+	}
 	if !strings.Contains(s, "://") {
 		s = "//" + s
 	}

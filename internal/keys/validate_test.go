@@ -51,6 +51,9 @@ func TestNormalizeHost(t *testing.T) {
 		{"example.com.", "example.com", true},
 		{"127.0.0.1:80", "127.0.0.1", true},
 		{"[::1]:8080", "::1", true},
+		{"::1", "::1", true}, // as a Host header's host reads once authz.Hostname has taken it
+		{"[::1]", "::1", true},
+		{"2001:DB8::1", "2001:db8::1", true},
 		{" a-b.example.org ", "a-b.example.org", true},
 		{"", "", false},
 		{"https://", "", false},

@@ -187,8 +187,6 @@ func sameSet(a, b []string) bool {
 	return slices.Equal(slices.Compact(a), slices.Compact(b))
 }
 
-// domainID is the caller's domain: its key's (the policy has checked it is the request
-// host's), or "" without a key.
 // handleDeleteUser deletes a user and its keys: 202. The user's level must be at most the
 // caller's effective level, and the caller must be able to delete each of its keys (the
 // minting cap): deleting a user deletes its keys. The check runs in the store's transaction.

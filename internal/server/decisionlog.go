@@ -28,20 +28,22 @@ func NewDecisionLogger(w io.Writer) *DecisionLogger {
 }
 
 type decisionRecord struct {
-	DecisionID string  `json:"decision_id"`
-	Time       string  `json:"time"`
-	Method     string  `json:"method"`
-	Path       string  `json:"path"`
-	Query      string  `json:"query,omitempty"`
-	Host       string  `json:"host"`
-	Protocol   string  `json:"protocol"`
-	KeyID      string  `json:"key_id,omitempty"`
-	UserID     string  `json:"user_id,omitempty"`
-	Result     string  `json:"result"`
-	Status     int     `json:"status"`
-	Message    string  `json:"message"`
-	Revision   string  `json:"revision"`
-	LatencyUS  float64 `json:"latency_us"`
+	DecisionID string `json:"decision_id"`
+	Time       string `json:"time"`
+	Method     string `json:"method"`
+	Path       string `json:"path"`
+	Query      string `json:"query,omitempty"`
+	Host       string `json:"host"`
+	Protocol   string `json:"protocol"`
+	KeyID      string `json:"key_id,omitempty"`
+	UserID     string `json:"user_id,omitempty"`
+	Result     string `json:"result"`
+	Status     int    `json:"status"`
+	Message    string `json:"message"`
+	// Revision is the revision of the policy that decided; absent when keyauthz refused
+	// before the policy ran (a malformed, unknown or expired key, an ambiguous path).
+	Revision  string  `json:"revision,omitempty"`
+	LatencyUS float64 `json:"latency_us"`
 }
 
 // Log writes the record of one decision.

@@ -59,7 +59,11 @@ func writeError(c *gin.Context, err error) {
 	case status == http.StatusRequestEntityTooLarge:
 		c.AbortWithStatusJSON(status, gin.H{"error": "request body too large (limit 1 MiB)"})
 	case status == http.StatusInternalServerError:
-		slog.ErrorContext(c.Request.Context(), "internal error", "method", c.Request.Method, "path", c.Request.URL.Path, "err", err)
+		logger, ok := c.Value(ctxLogger).(*slog.Logger)
+		if !ok {
+			logger = slog.Default() // a handler run outside the server (a test)
+		}
+		logger.ErrorContext(c.Request.Context(), "internal error", "method", c.Request.Method, "path", RedactPath(c.Request.URL.Path), "err", err)
 		c.AbortWithStatusJSON(status, gin.H{"error": "internal error"})
 	case len(keys.ErrorFailures(err)) > 0:
 		c.AbortWithStatusJSON(status, gin.H{"error": keys.ErrorMessage(err), "failures": keys.ErrorFailures(err)})

@@ -4,10 +4,8 @@
 package server
 
 import (
-	"cmp"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -61,8 +59,8 @@ type Server struct {
 // keyauthz serve runs.
 func New(deps Deps) *Server {
 	a := deps.Authorizer
-	if a == nil {
-		panic("server: Deps.Authorizer is required (authz.New)")
+	if a == nil || deps.Engine == nil {
+		panic("server: Deps.Authorizer (authz.New) and Deps.Engine are required")
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
@@ -112,6 +110,9 @@ func routePath(r *http.Request) string {
 
 // recoverJSON turns a panic into a 500 with a JSON body and no stack trace for the client.
 func (s *Server) recoverJSON(c *gin.Context) {
+	// The server's logger, for writeError: its records go through the same (redacting)
+	// handler as every other record of the server.
+	c.Set(ctxLogger, s.logger)
 	defer func() {
 		if v := recover(); v != nil {
 			s.logger.Error("panic in handler", "path", c.Request.URL.Path, "panic", v)
@@ -136,6 +137,9 @@ func (s *Server) logRequests(c *gin.Context) {
 		"key_id", c.GetString(ctxKeyID),
 		"latency", time.Since(start))
 }
+
+// ctxLogger is the Gin context key under which the server's logger is kept for writeError.
+const ctxLogger = "keyauthz.logger"
 
 // ctxKeyID is the Gin context key under which the caller's key id is kept for the request log.
 const ctxKeyID = "keyauthz.key_id"
@@ -172,8 +176,9 @@ func (s *Server) decide(c *gin.Context, r authz.Request) (authz.Result, string) 
 	c.Set(ctxKeyID, res.KeyID)
 	s.metrics.observe(res.Decision, elapsed)
 	if s.deps.DecisionLog != nil {
-		// The revision of the policy that decided: a reload may have swapped another in since.
-		s.deps.DecisionLog.Log(id, res, cmp.Or(res.Revision, s.deps.Engine.Revision()), elapsed)
+		// The revision of the policy that decided (a reload may have swapped another in since),
+		// or none when keyauthz refused before the policy ran (a bad key, an ambiguous path).
+		s.deps.DecisionLog.Log(id, res, res.Revision, elapsed)
 	}
 	return res, id
 }
@@ -193,20 +198,8 @@ func denyStatus(d opa.Decision) int {
 // gateway receives, and Authorize refuses the spellings that routers read differently. An
 // absolute-form target ("http://host/path") is cut to its path and query.
 func requestURI(r *http.Request) string {
-	t := r.RequestURI
-	if strings.HasPrefix(t, "/") {
-		return t
-	}
-	if _, rest, ok := strings.Cut(t, "://"); ok {
-		i := strings.IndexAny(rest, "/?")
-		switch {
-		case i < 0:
-			return "/"
-		case rest[i] == '?':
-			return "/" + rest[i:]
-		default:
-			return rest[i:]
-		}
+	if r.RequestURI != "" && r.RequestURI != "*" {
+		return authz.RequestTarget(r.RequestURI)
 	}
 	// "*" (OPTIONS *), or a request made in-process without a RequestURI.
 	return r.URL.RequestURI()
