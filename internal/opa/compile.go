@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"weak"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
@@ -54,6 +55,7 @@ func compile(ctx context.Context, b *bundle.Bundle) (*state, error) {
 			rego.EvalGenerateJSON(termResult),
 		},
 	}
+	st.policy = Policy{Revision: rev, st: weak.Make(st)}
 	vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := st.eval(vctx, (&Input{}).astValue()); err != nil {

@@ -46,7 +46,10 @@ type Engine struct {
 // state is one compiled, immutable policy: never modified after compile returns.
 type state struct {
 	revision string
-	query    rego.PreparedEvalQuery
+	// policy names this load (its revision and a weak pointer to this state), made once at
+	// compile time: weak.Make takes a runtime lock, so it must not run on every decision.
+	policy Policy
+	query  rego.PreparedEvalQuery
 	// static holds the per-evaluation options that do not depend on the request.
 	static [3]rego.EvalOption
 }
@@ -118,7 +121,7 @@ func policyOf(st *state) Policy {
 	if st == nil {
 		return Policy{}
 	}
-	return Policy{Revision: st.revision, st: weak.Make(st)}
+	return st.policy
 }
 
 // Result is the outcome of one evaluation.
