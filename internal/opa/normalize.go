@@ -9,16 +9,29 @@ import (
 // first '?' (a fragment, from the first '#', is dropped first). The query is parsed leniently,
 // like url.ParseQuery, skipping malformed pairs; it is never nil.
 func SplitURI(raw string) (path string, query map[string][]string) {
-	if i := strings.IndexByte(raw, '#'); i >= 0 {
-		raw = raw[:i]
-	}
-	path, rawQuery, _ := strings.Cut(raw, "?")
+	path, rawQuery := splitTarget(raw)
 	// ParseQuery keeps every well-formed pair and reports only the first bad one.
 	q, _ := url.ParseQuery(rawQuery)
 	if q == nil {
 		q = url.Values{}
 	}
 	return path, q
+}
+
+// URIPath is the path SplitURI cuts from a request URI, without parsing the query: for a
+// caller that routes by the path and must read it exactly as the policy's input does.
+func URIPath(raw string) string {
+	path, _ := splitTarget(raw)
+	return path
+}
+
+// splitTarget drops a fragment (from the first '#') and cuts the rest at the first '?'.
+func splitTarget(raw string) (path, rawQuery string) {
+	if i := strings.IndexByte(raw, '#'); i >= 0 {
+		raw = raw[:i]
+	}
+	path, rawQuery, _ = strings.Cut(raw, "?")
+	return path, rawQuery
 }
 
 // NormalizePath returns the canonical form of a request path, as the policy expects it:

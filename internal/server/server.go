@@ -99,8 +99,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // routePath is the path ServeHTTP routes r by.
 func routePath(r *http.Request) string {
 	target := requestURI(r)
-	// SplitURI is what Authorize cuts the URI with: routing and judging read the same path.
-	rawPath, _ := opa.SplitURI(target)
+	// URIPath cuts the path as Authorize's SplitURI does: routing and judging read the same
+	// path (and the query is not parsed here for nothing).
+	rawPath := opa.URIPath(target)
 	p := opa.NormalizePath(rawPath)
 	if route := forwardAuthRoute(target, rawPath, p); route != "" {
 		return route
