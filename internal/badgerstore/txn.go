@@ -105,37 +105,9 @@ func (s *Store) view(ctx context.Context, fn func(*badger.Txn) error) error {
 // A nil caller, or one without a key, is not an admin-API request (bootstrap, usage flush,
 // tests of the store) and is not rechecked.
 func recheckCaller(txn *badger.Txn, caller *keys.Caller, now time.Time) error {
-	if caller == nil || caller.Key == nil {
-		return nil
-	}
-	k, err := getKey(txn, caller.Key.ID)
-	if keys.ErrorCode(err) == keys.ENOTFOUND {
-		return keys.ErrUnknownKey
-	}
-	if err != nil {
-		return err
-	}
-	if k.Expired(now) {
-		return keys.ErrExpiredKey
-	}
-	u, err := getUser(txn, k.UserID)
-	if keys.ErrorCode(err) == keys.ENOTFOUND {
-		return keys.ErrUnknownKey
-	}
-	if err != nil {
-		return err
-	}
-	snap := caller.Key
-	if !slices.Equal(k.Scopes, snap.Scopes) || k.Permissions != snap.Permissions || !sameExpiry(k.ExpiresAt, snap.ExpiresAt) ||
-		k.UserID != snap.UserID || caller.User == nil || u.ID != caller.User.ID ||
-		u.SysAdmin != caller.User.SysAdmin || u.Support != caller.User.Support {
-		return keys.ErrCallerChanged
-	}
-	return nil
-}
-
-func sameExpiry(a, b *int64) bool {
-	return (a == nil) == (b == nil) && (a == nil || *a == *b)
+	return keys.RecheckCaller(caller, now,
+		func(id string) (*keys.APIKey, error) { return getKey(txn, id) },
+		func(id string) (*keys.User, error) { return getUser(txn, id) })
 }
 
 // OnChange registers fn to be called, synchronously and after the commit, for every record

@@ -12,8 +12,9 @@ import (
 // caller does not hold), EINVALID 400 (malformed input, such as a bad scope), ENOTFOUND 404,
 // EUNAUTHORIZED 401, EUNPROCESSABLE 422 (validation failed, with Failures), EUNSUPPORTED 415
 // (a body that is not declared JSON), EINSUFFICIENT 507 (a write refused because the data
-// folder's disk is too full to take it safely; see docs/operations.md#disk-space), EINTERNAL
-// 500 (clients see only "internal error").
+// folder's disk is too full to take it safely; see docs/operations.md#disk-space),
+// EUNAVAILABLE 503 (the store cannot be reached, such as an etcd cluster without a quorum: try
+// again), EINTERNAL 500 (clients see only "internal error").
 const (
 	ECONFLICT      = "conflict"
 	EFORBIDDEN     = "forbidden"
@@ -22,6 +23,7 @@ const (
 	EINVALID       = "invalid"
 	ENOTFOUND      = "not_found"
 	EUNAUTHORIZED  = "unauthorized"
+	EUNAVAILABLE   = "unavailable"
 	EUNPROCESSABLE = "unprocessable"
 	EUNSUPPORTED   = "unsupported"
 )

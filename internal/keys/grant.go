@@ -3,7 +3,9 @@ package keys
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 )
 
 // The minting cap (docs/keys.md#the-minting-cap: no key mints a key stronger than itself): a
@@ -260,3 +262,44 @@ func (c *Caller) expiresAt() *int64 {
 // ErrCallerChanged is the 409 of a write whose caller's key or user changed (scopes,
 // permissions, expires_at, sys_admin, support) after the request was authorized.
 var ErrCallerChanged = &Error{Code: ECONFLICT, Message: "the calling key or its user changed during the request; try again"}
+
+// RecheckCaller is the rule every store applies inside a write transaction made for a caller
+// (docs/security.md#admin-api-writes): read reads a key and a user by id in that transaction
+// (ENOTFOUND when absent), and the write may go on only while the caller's key and user are as
+// they were when the request was authorized. It returns ErrUnknownKey if the key or its user is
+// gone, ErrExpiredKey if the key has expired at now, ErrCallerChanged if the key's scopes,
+// permissions, expires_at or user, or the user's sys_admin or support, differ; nil for a nil
+// caller or one without a key (a write keyauthz makes itself).
+func RecheckCaller(caller *Caller, now time.Time, getKey func(id string) (*APIKey, error), getUser func(id string) (*User, error)) error {
+	if caller == nil || caller.Key == nil {
+		return nil
+	}
+	k, err := getKey(caller.Key.ID)
+	if ErrorCode(err) == ENOTFOUND {
+		return ErrUnknownKey
+	}
+	if err != nil {
+		return err
+	}
+	if k.Expired(now) {
+		return ErrExpiredKey
+	}
+	u, err := getUser(k.UserID)
+	if ErrorCode(err) == ENOTFOUND {
+		return ErrUnknownKey
+	}
+	if err != nil {
+		return err
+	}
+	snap := caller.Key
+	if !slices.Equal(k.Scopes, snap.Scopes) || k.Permissions != snap.Permissions || !sameExpiry(k.ExpiresAt, snap.ExpiresAt) ||
+		k.UserID != snap.UserID || caller.User == nil || u.ID != caller.User.ID ||
+		u.SysAdmin != caller.User.SysAdmin || u.Support != caller.User.Support {
+		return ErrCallerChanged
+	}
+	return nil
+}
+
+func sameExpiry(a, b *int64) bool {
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
+}

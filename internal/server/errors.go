@@ -45,6 +45,8 @@ func errorStatus(err error) int {
 		return http.StatusUnsupportedMediaType
 	case keys.EINSUFFICIENT:
 		return http.StatusInsufficientStorage
+	case keys.EUNAVAILABLE:
+		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError
 	}

@@ -25,6 +25,7 @@ func TestErrorStatus(t *testing.T) {
 		{errNotJSON, http.StatusUnsupportedMediaType},
 		{keys.Errorf(keys.EINSUFFICIENT, "insufficient storage: x"), http.StatusInsufficientStorage},
 		{fmt.Errorf("wrapped: %w", keys.Errorf(keys.EINSUFFICIENT, "x")), http.StatusInsufficientStorage},
+		{fmt.Errorf("%w: dial tcp: refused", keys.Errorf(keys.EUNAVAILABLE, "store unavailable")), http.StatusServiceUnavailable},
 		{keys.Errorf(keys.EINTERNAL, "x"), http.StatusInternalServerError},
 		{errors.New("disk on fire"), http.StatusInternalServerError},
 		{&http.MaxBytesError{Limit: maxBodyBytes}, http.StatusRequestEntityTooLarge},

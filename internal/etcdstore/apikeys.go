@@ -1,0 +1,318 @@
+package etcdstore
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/keyauthz/keyauthz/internal/keys"
+)
+
+// API keys: create (key material from keys.Generate, the hash stored only), read, list with
+// paging, update, delete, and the batched last_used_at writes (docs/keys.md).
+
+// CreateKey validates k, generates its key material and stores k with the hash only. It
+// returns the plaintext key, which exists nowhere else; on success k holds the stored key
+// (without hash). The name's index entry is created only if absent (a create-only compare),
+// and the user record read is in the commit's compares. Errors as keys.Service.CreateKey.
+func (s *Store) CreateKey(ctx context.Context, k *keys.APIKey) (keys.Secret, error) {
+	rec := *k
+	failures := keys.CheckScopeLimits(rec.Scopes, nil)
+	if len(failures) == 0 {
+		scopes, err := keys.NormalizeScopes(rec.Scopes)
+		if err != nil {
+			return "", err
+		}
+		rec.Scopes = scopes
+	}
+	rec.Name, failures = keys.CheckName("name", rec.Name, failures)
+	rec.Description = strings.TrimSpace(rec.Description)
+	if rec.Permissions == "" {
+		rec.Permissions = keys.PermissionUser
+	}
+	now := s.now()
+	failures = keys.CheckExpiry(rec.ExpiresAt, now, failures)
+	plaintext, id, hash, err := keys.Generate()
+	if err != nil {
+		return "", err
+	}
+	rec.ID, rec.Hash, rec.LastUsedAt = id, "", nil
+	rec.CreatedAt, rec.UpdatedAt = now.Unix(), now.Unix()
+
+	err = s.update(ctx, func(t *tx) error {
+		fs := slices.Clip(failures)
+		var user *keys.User
+		if rec.UserID == "" {
+			fs = append(fs, keys.Failure{Field: "user_id", Reason: keys.ReasonRequired})
+		} else {
+			u, err := getUser(t, rec.UserID)
+			switch {
+			case keys.ErrorCode(err) == keys.ENOTFOUND:
+				fs = append(fs, keys.Failure{Field: "user_id", Reason: keys.ReasonMissing})
+			case err != nil:
+				return err
+			default:
+				user = u
+			}
+		}
+		fs = keys.CheckPermissions(rec.Permissions, user, fs)
+		if user != nil {
+			rec.AuthorityID = user.AuthorityID
+			if !keys.HasFailure(fs, "name") {
+				taken, err := t.exists(kKeyName(rec.AuthorityID, rec.Name))
+				if err != nil {
+					return err
+				}
+				if taken {
+					fs = append(fs, keys.Failure{Field: "name", Reason: keys.ReasonTaken})
+				}
+			}
+		}
+		if len(fs) > 0 {
+			return keys.ValidationFailed(fs)
+		}
+		if dup, err := t.exists(kKey(rec.ID)); err != nil || dup {
+			return cmpOr(err, fmt.Errorf("create key: id collision"))
+		}
+		putKey(t, &rec, hash)
+		t.put(kKeyName(rec.AuthorityID, rec.Name), rec.ID)
+		t.changed(keys.KindKey, rec.ID)
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	*k = rec
+	return plaintext, nil
+}
+
+// GetKey returns the key with the given id, without its hash, or ENOTFOUND.
+func (s *Store) GetKey(ctx context.Context, id string) (*keys.APIKey, error) {
+	var k *keys.APIKey
+	err := s.view(ctx, func(t *tx) (err error) {
+		k, err = getKey(t, id)
+		return err
+	})
+	if k != nil {
+		k.Hash = ""
+	}
+	return k, err
+}
+
+// ListKeys returns one page of the keys matching f, sorted by name (case-insensitive) then id,
+// and the number of keys matching f in all. Keys carry no hash. With an AuthorityID it reads
+// the domain's index and then only that domain's keys.
+func (s *Store) ListKeys(ctx context.Context, f keys.KeyFilter) ([]*keys.APIKey, int, error) {
+	var vals [][]byte
+	err := s.view(ctx, func(t *tx) (err error) {
+		if f.AuthorityID == "" {
+			_, vals, err = t.scan(pKey)
+			return err
+		}
+		entries, err := t.collect(pKeyByDomain + f.AuthorityID + "/")
+		if err != nil {
+			return err
+		}
+		ks := make([]string, len(entries))
+		for i, e := range entries {
+			ks[i] = kKey(e[strings.LastIndexByte(e, '/')+1:])
+		}
+		vals, err = t.getMany(ks)
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	type entry struct {
+		lname string
+		k     *keys.APIKey
+	}
+	var all []entry
+	q := strings.ToLower(strings.TrimSpace(f.Q))
+	for _, v := range vals {
+		if v == nil {
+			continue
+		}
+		k, err := decodeKey(v)
+		if err != nil {
+			return nil, 0, err
+		}
+		k.Hash = ""
+		lname := strings.ToLower(k.Name)
+		if q == "" || strings.Contains(lname, q) || strings.Contains(strings.ToLower(k.Description), q) {
+			all = append(all, entry{lname, k})
+		}
+	}
+	slices.SortFunc(all, func(a, b entry) int {
+		return cmp.Or(strings.Compare(a.lname, b.lname), strings.Compare(a.k.ID, b.k.ID))
+	})
+	pg := page(all, f.Offset, f.Limit)
+	out := make([]*keys.APIKey, 0, len(pg))
+	for _, e := range pg {
+		out = append(out, e.k)
+	}
+	return out, len(all), nil
+}
+
+// UpdateKey applies u to the key id and returns the stored key (without hash). The fields it
+// changes are validated as in CreateKey; fields it leaves alone are not re-checked. u.Check,
+// if set, judges the change inside the transaction. It returns ENOTFOUND, EINVALID (scope),
+// EUNPROCESSABLE, or Check's error.
+func (s *Store) UpdateKey(ctx context.Context, id string, u keys.KeyUpdate) (*keys.APIKey, error) {
+	var scopes []string
+	var scopeFailures []keys.Failure
+	if u.Scopes != nil {
+		scopes = *u.Scopes
+		if scopeFailures = keys.CheckScopeLimits(scopes, nil); len(scopeFailures) == 0 {
+			var err error
+			if scopes, err = keys.NormalizeScopes(scopes); err != nil {
+				return nil, err
+			}
+		}
+	}
+	now := s.now()
+	var out *keys.APIKey
+	err := s.update(ctx, func(t *tx) error {
+		rec, err := getKey(t, id)
+		if err != nil {
+			return err
+		}
+		before := *rec
+		hash, oldName := rec.Hash, rec.Name
+		fs := slices.Clip(scopeFailures)
+		if u.Name != nil {
+			rec.Name, fs = keys.CheckName("name", *u.Name, fs)
+		}
+		if u.Description != nil {
+			rec.Description = strings.TrimSpace(*u.Description)
+		}
+		if u.Scopes != nil {
+			rec.Scopes = scopes
+		}
+		if u.Permissions != nil {
+			rec.Permissions = cmp.Or(*u.Permissions, keys.PermissionUser)
+			user, err := getUser(t, rec.UserID)
+			if err != nil && keys.ErrorCode(err) != keys.ENOTFOUND {
+				return err
+			}
+			fs = keys.CheckPermissions(rec.Permissions, user, fs)
+		}
+		if u.ExpiresAt.Set {
+			rec.ExpiresAt = u.ExpiresAt.Value
+			fs = keys.CheckExpiry(rec.ExpiresAt, now, fs)
+		}
+		// Authorization before validation, as for every other request.
+		if u.Check != nil {
+			before.Hash = ""
+			after := *rec
+			after.Hash = ""
+			if err := u.Check(&before, &after); err != nil {
+				return err
+			}
+		}
+		// Compare as the name index does (kKeyName lower-cases).
+		renamed := !keys.HasFailure(fs, "name") && kKeyName(rec.AuthorityID, rec.Name) != kKeyName(rec.AuthorityID, oldName)
+		if renamed {
+			taken, err := t.exists(kKeyName(rec.AuthorityID, rec.Name))
+			if err != nil {
+				return err
+			}
+			if taken {
+				fs = append(fs, keys.Failure{Field: "name", Reason: keys.ReasonTaken})
+			}
+		}
+		if len(fs) > 0 {
+			return keys.ValidationFailed(fs)
+		}
+		rec.UpdatedAt = now.Unix()
+		if renamed {
+			t.del(kKeyName(rec.AuthorityID, oldName))
+			t.put(kKeyName(rec.AuthorityID, rec.Name), rec.ID)
+		}
+		t.put(kKey(rec.ID), encodeKey(rec, hash))
+		t.changed(keys.KindKey, rec.ID)
+		rec.Hash = ""
+		out = rec
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DeleteKey deletes the key id. Each check, if any, is called inside the transaction with the
+// key as stored (no hash) before it is deleted; an error aborts the delete and is returned as
+// is. It returns ENOTFOUND or a check's error.
+func (s *Store) DeleteKey(ctx context.Context, id string, check ...func(k *keys.APIKey) error) error {
+	return s.update(ctx, func(t *tx) error {
+		if len(check) > 0 {
+			k, err := getKey(t, id)
+			if err != nil {
+				return err
+			}
+			k.Hash = ""
+			for _, c := range check {
+				if err := c(k); err != nil {
+					return err
+				}
+			}
+		}
+		return deleteKeyTx(t, id)
+	})
+}
+
+// deleteKeyTx deletes the key id with its index entries (those under a prefix the tx deletes
+// as a range cost nothing more).
+func deleteKeyTx(t *tx, id string) error {
+	k, err := getKey(t, id)
+	if err != nil {
+		return err
+	}
+	t.del(kKey(id))
+	t.del(kKeyByDomain(k.AuthorityID, k.UserID, id))
+	t.del(kKeyByUser(k.UserID, id))
+	t.del(kKeyName(k.AuthorityID, k.Name))
+	t.changed(keys.KindKey, id)
+	return nil
+}
+
+// RecordUse sets last_used_at of the keys in uses (key id → Unix seconds), keeping a later
+// value already stored and skipping keys deleted meanwhile, in transactions of at most the
+// etcd limit. It does not call the OnChange hooks, and other stores' watches skip these
+// writes too (they change nothing but last_used_at).
+func (s *Store) RecordUse(ctx context.Context, uses map[string]int64) error {
+	ids := make([]string, 0, len(uses))
+	for id := range uses {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), s.maxOps)]
+		ids = ids[len(chunk):]
+		err := s.update(ctx, func(t *tx) error {
+			for _, id := range chunk {
+				rec, err := getKey(t, id)
+				if keys.ErrorCode(err) == keys.ENOTFOUND {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				at := uses[id]
+				if rec.LastUsedAt != nil && *rec.LastUsedAt >= at {
+					continue
+				}
+				rec.LastUsedAt = &at
+				t.put(kKey(id), encodeKey(rec, rec.Hash))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
