@@ -75,12 +75,20 @@ func isEmptyDir(dir string) bool {
 // bootstrap runs on a store with no domain: it creates the bootstrap domain, an admin user and
 // an admin key (scopes public, permissions admin), and writes the key to
 // <data-dir>/bootstrap.key. It logs the file's path, never the key.
+//
+// In cluster mode several nodes may find the store empty at once: the domain's creation is
+// the one transaction that decides (its host is unique), so exactly one node goes on to create
+// the user and key and write its file; the others, refused with "has already been taken",
+// remove their empty file and log that the cluster is already bootstrapped.
 func bootstrap(ctx context.Context, store keys.Service, cfg Config, logger *slog.Logger) (err error) {
 	domains, err := store.ListDomains(ctx)
 	if err != nil {
 		return err
 	}
 	if len(domains) > 0 {
+		if cfg.clustered() {
+			logger.Info("the cluster is already bootstrapped: no bootstrap key written by this node", "domains", len(domains))
+		}
 		return nil
 	}
 	// The file is created before any record, so that a file or a link planted there stops the
@@ -99,6 +107,14 @@ func bootstrap(ctx context.Context, store keys.Service, cfg Config, logger *slog
 	host, _ := keys.NormalizeHost(cfg.BootstrapDomain)
 	d := &keys.Domain{Name: host, Domain: host, Description: "created by keyauthz on first start"}
 	if err := store.CreateDomain(ctx, d); err != nil {
+		if isTaken(err, "domain") {
+			// Another node's bootstrap won the race (cluster mode): ours stops here.
+			_ = f.Close()
+			_ = os.Remove(path)
+			logger.Info("the cluster is already bootstrapped: another node created the bootstrap domain first; no bootstrap key written by this node",
+				"domain", host)
+			return nil
+		}
 		return err
 	}
 	u := &keys.User{

@@ -710,9 +710,9 @@ func TestCacheFlags(t *testing.T) {
 		key, decision int64
 		err           string
 	}{
-		{nil, 16 << 20, 32 << 20, ""},
+		{nil, 32 << 20, 32 << 20, ""},
 		{[]string{"--decision-cache-bytes", "1048576", "--key-cache-bytes", "512KiB"}, 512 << 10, 1 << 20, ""},
-		{[]string{"--decision-cache-bytes", "2gib"}, 16 << 20, 2 << 30, ""},
+		{[]string{"--decision-cache-bytes", "2gib"}, 32 << 20, 2 << 30, ""},
 		{[]string{"--decision-cache-size", "0", "--key-cache-size", "0"}, 0, 0, ""},
 		{[]string{"--decision-cache-size", "50000"}, 0, 0, "use --decision-cache-bytes"},
 		{[]string{"--key-cache-bytes", "-1"}, 0, 0, "size in bytes"},

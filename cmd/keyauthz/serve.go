@@ -47,6 +47,10 @@ type Config struct {
 	KeyCacheBytes      int64
 	DecisionCacheBytes int64
 	Check              bool
+	// Store is empty for Badger in DataDir (the default), or etcd://host:port[,host:port...]
+	// for cluster mode (clusterstore.go), reached with the options of Etcd.
+	Store string
+	Etcd  EtcdConfig
 }
 
 // DefaultConfig is the embedded default: loopback, ./data, the built-in policy.
@@ -98,6 +102,12 @@ func declareServeFlags(fs *flag.FlagSet) *Config {
 	// distinct paths filled 400 MB), so only 0, "off", is still taken.
 	fs.Func("key-cache-size", "replaced by --key-cache-bytes; only 0 (off) is accepted", replacedSize("key-cache", &cfg.KeyCacheBytes))
 	fs.Func("decision-cache-size", "replaced by --decision-cache-bytes; only 0 (off) is accepted", replacedSize("decision-cache", &cfg.DecisionCacheBytes))
+	fs.StringVar(&cfg.Store, "store", "", "etcd://host:port[,host:port...] keeps domains, users and keys in etcd (cluster mode; the key and decision caches are then off); default: Badger in --data-dir")
+	fs.StringVar(&cfg.Etcd.CACert, "etcd-cacert", "", "CA certificate (PEM) that etcd's server certificates must chain to (cluster mode)")
+	fs.StringVar(&cfg.Etcd.Cert, "etcd-cert", "", "client certificate (PEM) presented to etcd (cluster mode; with --etcd-key)")
+	fs.StringVar(&cfg.Etcd.Key, "etcd-key", "", "private key (PEM) of --etcd-cert")
+	fs.StringVar(&cfg.Etcd.User, "etcd-user", "", "etcd user name (cluster mode; with --etcd-password-file)")
+	fs.StringVar(&cfg.Etcd.PasswordFile, "etcd-password-file", "", "file holding the password of --etcd-user (never give a password on the command line)")
 	fs.BoolVar(&cfg.Check, "check", false, "validate the configuration and the policy, then exit")
 	return &cfg
 }
@@ -135,6 +145,7 @@ func (cfg Config) Validate() []error {
 	if cfg.EvalTimeout <= 0 {
 		errs = append(errs, errors.New("--eval-timeout must be positive"))
 	}
+	errs = append(errs, cfg.validateStore()...)
 	return errs
 }
 
@@ -167,20 +178,48 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	if err := prepareDataDir(cfg.DataDir); err != nil {
 		return err
 	}
-	store, err := badgerstore.Open(cfg.DataDir, badgerstore.WithLogger(logger))
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := store.Close(); err != nil {
-			logger.Error("closing the store", "err", err)
+	var (
+		store       keys.Service
+		usageStore  keys.UsageStore
+		health      func() error
+		authzConfig = cfg
+	)
+	if eps, _ := storeEndpoints(cfg.Store); eps != nil {
+		cs, err := openClusterStore(ctx, cfg, logger)
+		if err != nil {
+			return err
 		}
-	}()
-	if err := bootstrap(ctx, store, cfg, logger); err != nil {
-		return fmt.Errorf("bootstrap: %w", err)
+		defer func() {
+			if err := cs.Close(); err != nil {
+				logger.Error("closing the etcd store", "err", err)
+			}
+		}()
+		if err := bootstrap(ctx, cs, cfg, logger); err != nil {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+		store, usageStore, health = cs, cs, cs.health(policy.Health)
+		// Interim safety (design.md §11): the caches do not yet handle a broken watch
+		// (--stale-grace), so in cluster mode every decision reads etcd.
+		authzConfig.KeyCacheBytes, authzConfig.DecisionCacheBytes = 0, 0
+		logger.Info("cluster mode: domains, users and keys are in etcd; the key and decision caches are OFF (every decision reads etcd, so a change on any node is seen by every node on its next request)",
+			"etcd", strings.Join(eps, ","))
+	} else {
+		bs, err := badgerstore.Open(cfg.DataDir, badgerstore.WithLogger(logger))
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := bs.Close(); err != nil {
+				logger.Error("closing the store", "err", err)
+			}
+		}()
+		if err := bootstrap(ctx, bs, cfg, logger); err != nil {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+		stopWatch := watchSpace(ctx, bs.SpaceGuard(), logger)
+		defer stopWatch() // before the store closes: the watch reads the store's table sizes
+		store, usageStore, health = bs, bs, serviceHealth(policy.Health, bs.CheckSpace)
 	}
-	stopWatch := watchSpace(ctx, store.SpaceGuard(), logger)
-	defer stopWatch() // before the store closes: the watch reads the store's table sizes
 
 	var decisionLog *server.DecisionLogger
 	if cfg.DecisionLog != "" {
@@ -194,7 +233,7 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 
 	// last_used_at: uses are collected in memory and written every usageFlushInterval, and once
 	// more at shutdown, before the store closes.
-	usage := keys.NewUsageRecorder(store, logger)
+	usage := keys.NewUsageRecorder(usageStore, logger)
 	usageCtx, stopUsage := context.WithCancel(context.WithoutCancel(ctx))
 	usageDone := make(chan struct{})
 	go func() {
@@ -209,8 +248,8 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		Logger:      logger,
 		Store:       store,
 		Engine:      policy.engine,
-		Authorizer:  newAuthorizer(cfg, store, policy.engine, usage, logger),
-		Health:      serviceHealth(policy.Health, store.CheckSpace),
+		Authorizer:  newAuthorizer(authzConfig, store, policy.engine, usage, logger),
+		Health:      health,
 		Scopes:      policy.Scopes,
 		Version:     version(),
 		DecisionLog: decisionLog,
@@ -315,11 +354,15 @@ func serviceHealth(policy, checkSpace func() error) func() error {
 // the server's tests use too) with the cache bounds of cfg, a bound of 0 turning a cache off,
 // and usage recording every use of a valid key.
 func newAuthorizer(cfg Config, store keys.Service, engine *opa.Engine, usage authz.UsageRecorder, logger *slog.Logger) *authz.Authorizer {
+	hostBytes := cache.DefaultOptions().HostBytes
+	if cfg.clustered() {
+		hostBytes = 0 // cluster mode: no cache at all until the caches follow etcd's watch
+	}
 	return authz.New(store, engine, authz.Options{
 		Cache: cache.Options{
 			KeyBytes:        cfg.KeyCacheBytes,
 			UnknownKeyBytes: cfg.KeyCacheBytes / 2,
-			HostBytes:       cache.DefaultOptions().HostBytes,
+			HostBytes:       hostBytes,
 		},
 		DecisionBytes: cfg.DecisionCacheBytes,
 		Usage:         usage,

@@ -27,6 +27,8 @@ const (
 	MsgUnknownKey = "unknown X-API-Key"
 	MsgExpiredKey = "API key has expired"
 	MsgInternal   = "internal error"
+	// MsgUnavailable is the 503 deny when the store cannot be reached.
+	MsgUnavailable = "store unavailable: try again"
 	// MsgAmbiguousPath is the 403 for a path that routers read differently (opa.Ambiguous).
 	MsgAmbiguousPath = "ambiguous path"
 	// MsgMethodOverride is the 403 for a request carrying a method override (methodOverride).
@@ -97,6 +99,7 @@ type Request struct {
 type Result struct {
 	Decision opa.Decision
 	// Input is what the policy saw; it holds no key material (api-key is removed from the query).
+	// Its Key, User and Domain are shared with the key and host caches: read-only.
 	Input opa.Input
 	// Key, User and Domain are set for a valid, unexpired key (Domain is the key's own).
 	Key  *keys.APIKey
@@ -122,8 +125,6 @@ type Authorizer struct {
 	usage     UsageRecorder
 	logger    *slog.Logger
 	now       func() time.Time
-	// terms holds the input's key, user and domain parts built once per record (terms.go).
-	terms inputTerms
 }
 
 // Options configures New. The zero Options caches nothing; DefaultOptions is what keyauthz
@@ -237,10 +238,10 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 		a.logger.DebugContext(ctx, "method override refused", "override", name, "key_id", res.KeyID)
 		return res
 	}
-	var auth *keys.AuthResult
 	if present {
-		var err error
-		auth, err = a.store.AuthenticateDeps(ctx, cred, now, &deps)
+		// The key and user parts of the input (and their Rego values) come with the cache
+		// entry, built once per verified key (cache.Cred): a decision builds only its request.
+		auth, err := a.store.AuthenticateCred(ctx, cred, now, &deps)
 		if err != nil {
 			res.Input = in
 			res.Decision = a.authnDenial(err, res.KeyID)
@@ -250,41 +251,20 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 		if a.usage != nil {
 			a.usage.Record(auth.Key.ID, now)
 		}
-		in.Key = &opa.Key{
-			ID:          auth.Key.ID,
-			AuthorityID: auth.Key.AuthorityID,
-			Scopes:      auth.Key.Scopes,
-			Permissions: string(auth.Key.Permissions),
-			Source:      source,
-		}
-		in.User = &opa.User{
-			ID:          auth.User.ID,
-			AuthorityID: auth.User.AuthorityID,
-			Name:        auth.User.Name,
-			Email:       auth.User.Email,
-			SysAdmin:    auth.User.SysAdmin,
-			Support:     auth.User.Support,
-			Groups:      auth.User.Groups,
-		}
-	}
-	var terms opa.Terms
-	if in.Key != nil {
-		terms.Key, terms.User = a.terms.cred(auth, &in)
+		auth.SetInput(&in, source)
 	}
 	if in.Request.Host != "" {
-		d, err := a.store.DomainByHostDeps(ctx, in.Request.Host, &deps)
+		d, err := a.store.HostDomainDeps(ctx, in.Request.Host, &deps)
 		switch {
 		case err == nil:
-			in.Domain = &opa.Domain{ID: d.ID, Name: d.Name, Domain: d.Domain}
-			terms.Domain = a.terms.domain(d, &in)
+			d.SetInput(&in)
 		case keys.ErrorCode(err) != keys.ENOTFOUND:
 			a.logger.ErrorContext(ctx, "domain lookup failed", "host", in.Request.Host, "err", err)
 			res.Input = in
-			res.Decision = opa.Decision{Status: http.StatusInternalServerError, Message: MsgInternal}
+			res.Decision = storeFault(err)
 			return res
 		}
 	}
-	in.SetTerms(terms)
 	res.Input = in
 	if !caching {
 		er := a.engine.Decide(ctx, &in)
@@ -325,11 +305,19 @@ func (a *Authorizer) authnDenial(err error, keyID string) opa.Decision {
 	case errors.Is(err, keys.ErrUnknownKey):
 		return opa.Decision{Status: http.StatusUnauthorized, Message: MsgUnknownKey}
 	default:
-		// A store fault must not reveal itself as a different status to a prober, but it must
-		// not become an allow either: log it and deny.
+		// A store fault must not become an allow: log it and deny.
 		a.logger.Error("key lookup failed", "key_id", keyID, "err", err)
-		return opa.Decision{Status: http.StatusInternalServerError, Message: MsgInternal}
+		return storeFault(err)
 	}
+}
+
+// storeFault is the deny for a store that failed: 503 when it cannot be reached (an etcd
+// cluster without a quorum: try again), else 500. Either way a deny, never an allow.
+func storeFault(err error) opa.Decision {
+	if keys.ErrorCode(err) == keys.EUNAVAILABLE {
+		return opa.Decision{Status: http.StatusServiceUnavailable, Message: MsgUnavailable}
+	}
+	return opa.Decision{Status: http.StatusInternalServerError, Message: MsgInternal}
 }
 
 // Credential returns the presented key and where it came from: the X-API-Key header (any case,

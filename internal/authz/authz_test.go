@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"testing"
@@ -322,5 +323,40 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// downStore is a key store that cannot be reached (an etcd cluster without a quorum).
+type downStore struct{ err error }
+
+func (d downStore) KeyForAuth(context.Context, string) (*keys.APIKey, *keys.User, *keys.Domain, error) {
+	return nil, nil, nil, d.err
+}
+func (d downStore) DomainByHost(context.Context, string) (*keys.Domain, error) { return nil, d.err }
+func (downStore) OnChange(func(keys.Change))                                   {}
+
+// TestStoreFaultsDeny: a store that fails denies, 503 when it is unreachable (try again) and
+// 500 for any other fault, whether the key or the host's domain was being read.
+func TestStoreFaultsDeny(t *testing.T) {
+	b, err := opa.Builtin()
+	must(t, err)
+	engine, err := opa.New(t.Context(), b, opa.Options{Timeout: 10 * time.Second})
+	must(t, err)
+	key := "0123456789abcdef0123456789abcdef.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	for _, c := range []struct {
+		err    error
+		status int
+		msg    string
+	}{
+		{keys.Errorf(keys.EUNAVAILABLE, "store unavailable"), 503, MsgUnavailable},
+		{errors.New("disk on fire"), 500, MsgInternal},
+	} {
+		a := New(downStore{c.err}, engine, Options{})
+		for _, h := range []http.Header{{"X-Api-Key": {key}}, {}} {
+			res := a.Authorize(t.Context(), Request{Method: "GET", URI: "/api/engine/v2/systems", Host: "acme.example.com", Header: h})
+			if res.Decision.Allow || res.Decision.Status != c.status || res.Decision.Message != c.msg {
+				t.Errorf("%v, headers %v: %+v, want a deny %d %q", c.err, h, res.Decision, c.status, c.msg)
+			}
+		}
 	}
 }

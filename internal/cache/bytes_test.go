@@ -123,13 +123,13 @@ func TestEntryCostCoversMemory(t *testing.T) {
 			for i := range n {
 				exp := int64(i)
 				id := fmt.Sprintf("%032x", i)
-				e := &keyEntry{hash: strings.Repeat("ab", 64), hasDigest: true, res: &keys.AuthResult{
+				e := &keyEntry{hash: strings.Repeat("ab", 64), hasDigest: true, cred: newCred(&keys.AuthResult{
 					Key: &keys.APIKey{ID: id, Name: fmt.Sprintf("key %d", i), Scopes: []string{"systems.read", "zones", "public.read"},
 						UserID: fmt.Sprintf("user-%d", i), AuthorityID: "domain-1", ExpiresAt: &exp, LastUsedAt: &exp},
 					User: &keys.User{ID: fmt.Sprintf("user-%d", i), AuthorityID: "domain-1", Name: "panel",
 						Email: fmt.Sprintf("panel%d@acme.example.com", i), Groups: []string{"staff"}},
 					Domain: &keys.Domain{ID: "domain-1", Name: "Acme", Domain: "acme.example.com"},
-				}}
+				})}
 				e.cost = keyEntryCost(e)
 				s.keys.Add(strings.Clone(id), e, e.cost)
 			}
@@ -145,6 +145,20 @@ func TestEntryCostCoversMemory(t *testing.T) {
 				s.neg.Add(fmt.Sprintf("%032x", i), dep{slot: 1, ver: 1}, negEntryCost)
 				host := fmt.Sprintf("host-%d.example.com", i)
 				s.hosts.Add(host, &hostEntry{err: keys.ErrUnknownKey}, hostEntryCost(host, nil))
+			}
+			c := s.Cost()
+			return c.UnknownKeyBytes + c.HostBytes
+		})
+		runtime.KeepAlive(s)
+	})
+	t.Run("hosts with a domain", func(t *testing.T) {
+		var s *Store
+		measure(t, func() int64 {
+			s = &Store{hosts: newSizedLRU[string, *hostEntry](1 << 40)}
+			for i := range n {
+				host := fmt.Sprintf("host-%d.example.com", i)
+				d := &keys.Domain{ID: fmt.Sprintf("domain-%d", i), Name: fmt.Sprintf("Domain %d", i), Domain: host}
+				s.hosts.Add(host, &hostEntry{d: newHostDomain(d)}, hostEntryCost(host, d))
 			}
 			c := s.Cost()
 			return c.UnknownKeyBytes + c.HostBytes

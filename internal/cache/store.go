@@ -42,9 +42,10 @@ type Options struct {
 }
 
 // DefaultOptions are the bounds keyauthz serve uses unless told otherwise: room for about
-// 20,000 verified keys, 50,000 unknown ids and 2,000 hosts.
+// 4,500 verified keys (each keeps its policy input parts, input.go), 50,000 unknown ids and
+// 2,000 hosts.
 func DefaultOptions() Options {
-	return Options{KeyBytes: 16 << 20, UnknownKeyBytes: 8 << 20, HostBytes: 1 << 20}
+	return Options{KeyBytes: 32 << 20, UnknownKeyBytes: 8 << 20, HostBytes: 1 << 20}
 }
 
 // maxHostLen is the longest host the host cache keeps (a DNS name has at most 253 characters):
@@ -77,8 +78,9 @@ type keyEntry struct {
 	hash      string
 	digest    [sha256.Size]byte
 	hasDigest bool
-	// res is shared by every request the entry answers; its records are read-only.
-	res *keys.AuthResult
+	// cred is shared by every request the entry answers: its records and the policy input's
+	// parts built from them at fill time (input.go) are read-only.
+	cred *Cred
 	// cost is the entry's estimated size in bytes (keyEntryCost).
 	cost int64
 }
@@ -86,8 +88,8 @@ type keyEntry struct {
 type hostEntry struct {
 	// dep is the version of the host's domain, or of every domain for a host without one.
 	dep dep
-	d   *keys.Domain
-	err error // the ENOTFOUND error when the host has no domain
+	d   *HostDomain // nil when the host has no domain; its input part built at fill time
+	err error       // the ENOTFOUND error when the host has no domain
 }
 
 // New returns a Store in front of src and registers it with src.OnChange.
@@ -135,6 +137,16 @@ func (s *Store) Authenticate(ctx context.Context, plaintext string, now time.Tim
 // domain the result was read at (on success; on an error deps may be partly filled, and no
 // decision is cached then). It marks deps not cacheable when a change committed during the read.
 func (s *Store) AuthenticateDeps(ctx context.Context, plaintext string, now time.Time, deps *Deps) (*keys.AuthResult, error) {
+	c, err := s.AuthenticateCred(ctx, plaintext, now, deps)
+	if err != nil {
+		return nil, err
+	}
+	return c.AuthResult, nil
+}
+
+// AuthenticateCred is AuthenticateDeps, returning the verified key with the policy input's key
+// and user parts (Cred.SetInput), built once when the cache entry was filled.
+func (s *Store) AuthenticateCred(ctx context.Context, plaintext string, now time.Time, deps *Deps) (*Cred, error) {
 	id, secret, ok := keys.ParseKey(plaintext)
 	if !ok {
 		return nil, keys.ErrUnknownKey
@@ -191,7 +203,7 @@ func (s *Store) AuthenticateDeps(ctx context.Context, plaintext string, now time
 		e.deps.stale = true
 	}
 	k.Hash = ""
-	e.res = &keys.AuthResult{Key: k, User: u, Domain: d}
+	e.cred = newCred(&keys.AuthResult{Key: k, User: u, Domain: d})
 	e.cost = keyEntryCost(e)
 	verified := keys.VerifyHash(id, secret, e.hash)
 	if verified {
@@ -217,11 +229,11 @@ func (e *keyEntry) withDigest(d [sha256.Size]byte) *keyEntry {
 }
 
 // check is the expiry check of a verified key: expires_at <= now is expired.
-func (e *keyEntry) check(now time.Time) (*keys.AuthResult, error) {
-	if e.res.Key.Expired(now) {
+func (e *keyEntry) check(now time.Time) (*Cred, error) {
+	if e.cred.Key.Expired(now) {
 		return nil, keys.ErrExpiredKey
 	}
-	return e.res, nil
+	return e.cred, nil
 }
 
 // secretDigest is SHA-256 of a presented secret (43 bytes: one SHA-256 block), without
@@ -248,6 +260,17 @@ func (s *Store) DomainByHost(ctx context.Context, host string) (*keys.Domain, er
 // found domain's, or, for a host without a domain, the version every domain change moves.
 // It marks deps not cacheable when a change committed during the read.
 func (s *Store) DomainByHostDeps(ctx context.Context, host string, deps *Deps) (*keys.Domain, error) {
+	h, err := s.HostDomainDeps(ctx, host, deps)
+	if h == nil {
+		return nil, err
+	}
+	return h.Domain, err
+}
+
+// HostDomainDeps is DomainByHostDeps, returning the domain with the policy input's domain part
+// (HostDomain.SetInput), built once when the cache entry was filled; nil with the error when
+// the host has none.
+func (s *Store) HostDomainDeps(ctx context.Context, host string, deps *Deps) (*HostDomain, error) {
 	if s.hosts != nil {
 		if e, ok := s.hosts.Get(host); ok && s.vers.slots[e.dep.slot].Load() == e.dep.ver {
 			s.hits.Add(1)
@@ -270,16 +293,17 @@ func (s *Store) DomainByHostDeps(ctx context.Context, host string, deps *Deps) (
 		// Known only now: read after the store, valid only if the generation has not moved.
 		dp = s.vers.dep(s.vers.slot(keys.KindDomain, d.ID))
 	}
+	h := newHostDomain(d)
 	if s.vers.gen.Load() != g {
 		deps.stale = true
-		return d, err
+		return h, err
 	}
 	deps.add(dp)
 	if s.hosts != nil && len(host) <= maxHostLen {
 		host = strings.Clone(host) // it may be a slice of a larger request buffer
-		s.hosts.Add(host, &hostEntry{dep: dp, d: d, err: err}, hostEntryCost(host, d))
+		s.hosts.Add(host, &hostEntry{dep: dp, d: h, err: err}, hostEntryCost(host, d))
 	}
-	return d, err
+	return h, err
 }
 
 // StoreCost is the memory a Store's caches hold: estimated bytes and entries of each.
@@ -303,6 +327,16 @@ func (s *Store) Cost() StoreCost {
 	return c
 }
 
+// Estimated bytes of the policy input's parts an entry keeps (input.go): termCost per string
+// of a list (scopes, groups) in a term, credTermsCost for a Cred's structs and terms besides
+// those lists (the user part, the key part for each source and the header's term),
+// hostTermsCost for a HostDomain's. Checked against the heap by TestEntryCostCoversMemory.
+const (
+	termCost      = 64
+	credTermsCost = 2048
+	hostTermsCost = 640
+)
+
 var (
 	keyEntryOverhead = entryOverhead(unsafe.Sizeof(""), unsafe.Sizeof(sizedValue[*keyEntry]{})) +
 		roundAlloc(int64(unsafe.Sizeof(keyEntry{}))) + roundAlloc(int64(unsafe.Sizeof(keys.AuthResult{}))) +
@@ -318,12 +352,15 @@ var (
 // bookkeeping, the key id it is filed under and every string of the key, user and domain
 // records (a withDigest copy of the entry replaces it, so it is not counted twice).
 func keyEntryCost(e *keyEntry) int64 {
-	n := keyEntryOverhead + roundAlloc(int64(len(e.res.Key.ID))) + roundAlloc(int64(len(e.hash)))
-	k, u, d := e.res.Key, e.res.User, e.res.Domain
+	n := keyEntryOverhead + credTermsCost + roundAlloc(int64(len(e.cred.Key.ID))) + roundAlloc(int64(len(e.hash)))
+	k, u, d := e.cred.Key, e.cred.User, e.cred.Domain
 	for _, s := range [...]string{k.ID, k.Name, k.Description, string(k.Permissions), k.UserID, k.AuthorityID} {
 		n += roundAlloc(int64(len(s)))
 	}
-	n += stringsCost(k.Scopes)
+	n += stringsCost(k.Scopes) + int64(len(k.Scopes))*termCost
+	if u != nil {
+		n += int64(len(u.Groups)) * termCost
+	}
 	if u != nil {
 		for _, s := range [...]string{u.ID, u.AuthorityID, u.Name, u.Email} {
 			n += roundAlloc(int64(len(s)))
@@ -335,7 +372,11 @@ func keyEntryCost(e *keyEntry) int64 {
 }
 
 func hostEntryCost(host string, d *keys.Domain) int64 {
-	return hostEntrySize + roundAlloc(int64(len(host))) + domainStrings(d)
+	n := hostEntrySize + roundAlloc(int64(len(host))) + domainStrings(d)
+	if d != nil {
+		n += hostTermsCost
+	}
+	return n
 }
 
 func domainStrings(d *keys.Domain) int64 {

@@ -29,6 +29,16 @@ type Terms struct {
 // in's own Key, User and Domain (the same values): the policy sees the terms, not the structs.
 func (in *Input) SetTerms(t Terms) { in.terms = t }
 
+// SetKeyTerm, SetUserTerm and SetDomainTerm set one part of the terms (SetTerms); nil builds
+// that part from the Input as usual.
+func (in *Input) SetKeyTerm(t *ast.Term) { in.terms.Key = t }
+
+// SetUserTerm sets the user part of the terms (SetKeyTerm).
+func (in *Input) SetUserTerm(t *ast.Term) { in.terms.User = t }
+
+// SetDomainTerm sets the domain part of the terms (SetKeyTerm).
+func (in *Input) SetDomainTerm(t *ast.Term) { in.terms.Domain = t }
+
 // Request is the request being judged, with its path already normalised (see NormalizePath).
 type Request struct {
 	Method   string              `json:"method"`
@@ -95,6 +105,10 @@ var (
 	inGroups      = ast.StringTerm("groups")
 	nullTerm      = ast.NullTerm()
 )
+
+// Value is in as the policy input, the Rego value Decide evaluates: built from its parts' terms
+// where set (SetTerms).
+func (in *Input) Value() ast.Value { return in.astValue() }
 
 // astValue builds the policy input directly as an ast.Value. It is exactly
 // ast.InterfaceToValue of the JSON encoding of in (nil pointers are absent keys, nil slices

@@ -187,7 +187,7 @@ func (s *Server) decide(c *gin.Context, r authz.Request) (authz.Result, string) 
 // denyStatus is the HTTP status of a deny: the decision's own, never 200.
 func denyStatus(d opa.Decision) int {
 	switch d.Status {
-	case http.StatusUnauthorized, http.StatusForbidden, http.StatusInternalServerError:
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusInternalServerError, http.StatusServiceUnavailable:
 		return d.Status
 	default:
 		return http.StatusForbidden

@@ -21,29 +21,23 @@ default decision := {
 }
 
 decision := {
-	"allow": outcome.status == 200,
-	"status": outcome.status,
-	"message": outcome.message,
-	"route": route.out,
+	"allow": o.status == 200,
+	"status": o.status,
+	"message": o.message,
+	"route": r.out,
 	"permissions": ["user", "support", "admin", "admin_support"][level],
+} if {
+	r := route
+	o := outcome(r)
 }
-
-# method_allowed holds for the HTTP methods keyauthz judges, spelled exactly so: the method
-# arrives as the client sent it, and a backend may route a method we do not know (a WebDAV
-# verb, a lower-case "get") to a handler we would not have judged. Anything else is refused
-# before any route is looked up. (An inline set: a rule holding it costs allocations on every
-# decision.)
-method_allowed if input.request.method in {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 # route is the matched route of the table or, when none matches, the catch-all (facts.unlisted),
 # as the route index holds them: each with its facts (facts.route_facts) already computed for the
-# request's method. A method that is not method_allowed has no route at all: its decision
-# names none.
-route := {"out": {"resource": "", "access": "", "gate": ""}, "params": {}} if {
-	not method_allowed
-} else := r if {
-	r := routing.match(input.request.method, input.request.path)
-} else := routing.unmatched(input.request.method)
+# request's method. A method keyauthz does not judge (routing.judged: the index holds no entry
+# for it) has no route at all: its decision names none, and it is refused before anything else.
+route := r if {
+	r := routing.lookup(input.request.method, routing.segments(lower(input.request.path)))
+} else := {"out": {"resource": "", "access": "", "gate": ""}, "params": {}, "unjudged": true}
 
 # bound holds the route's parameters, bound to the request's path segments.
 bound := routing.params(route, input.request.path)
@@ -59,15 +53,17 @@ level := min([
 	{true: {true: 3, false: 2}, false: {true: 1, false: 0}}[object.get(input, ["user", "sys_admin"], false) != false][object.get(input, ["user", "support"], false) != false],
 ])
 
-# outcome holds status and message, checked in order: the first rule that applies decides.
-outcome := {"status": 403, "message": "method not allowed"} if {
-	not method_allowed
+# outcome is the status and message for the request's route r, checked in order: the first rule
+# that applies decides. (A function of the route, so that each check reads a local value rather
+# than the route rule again. The last three branches are "missing scope or guest restriction:
+# 403, else failed gate: 403, else allowed", written with the allow first, so that an allow
+# evaluates scope_ok and gate_ok once each and negates neither.)
+outcome(r) := {"status": 403, "message": "method not allowed"} if {
+	r.unjudged
 } else := {"status": 403, "message": "ambiguous path"} if {
-	case_ambiguous
-} else := {"status": 403, "message": "ambiguous path"} if {
-	format_ambiguous
+	ambiguous_path
 } else := {"status": 200, "message": "anonymous route"} if {
-	route.anonymous
+	r.anonymous
 } else := {"status": 401, "message": "missing credentials"} if {
 	not input.key
 } else := {"status": 401, "message": "authority not found"} if {
@@ -77,22 +73,39 @@ outcome := {"status": 403, "message": "method not allowed"} if {
 } else := {"status": 403, "message": "cross-site request with a cookie or URL key"} if {
 	ambient_cross_site
 } else := {"status": 200, "message": "authenticated route"} if {
-	route.authenticated
+	r.authenticated
+} else := {"status": 200, "message": "allowed"} if {
+	scope_ok
+	gate_ok
 } else := {"status": 403, "message": scope_message} if {
 	not scope_ok
-} else := {"status": 403, "message": route.gate_message} if {
-	not gate_ok
-} else := {"status": 200, "message": "allowed"}
+} else := {"status": 403, "message": r.gate_message}
 
-# case_ambiguous holds when the path's literal segments match one route of the table only in
-# another case, while a backend that matches case-sensitively reads the same path as another
-# route of the table: `api_keys/INSPECT` is the authenticated inspect route to us, but the key
-# "INSPECT" (admin-gated) to such a backend; `systems/sys-1/TYPES` the ungated types route,
-# or the support-gated state of a module "TYPES". Neither reading is safe to pick, so the
-# request is refused. A path whose other-case spelling reaches no other route (upper-case
-# `/API/ENGINE/V2/API_KEYS`) is judged as the table's route. Only a path whose literal segments
-# differ from the route's (not one with upper-case ids) needs the second lookup.
-case_ambiguous if {
+# ambiguous_path holds for a path a backend may read as another route than the table does:
+#
+# By case: the path's literal segments match one route of the table only in another case, while
+# a backend that matches case-sensitively reads the same path as another route of the table:
+# `api_keys/INSPECT` is the authenticated inspect route to us, but the key "INSPECT"
+# (admin-gated) to such a backend; `systems/sys-1/TYPES` the ungated types route, or the
+# support-gated state of a module "TYPES". A path whose other-case spelling reaches no other
+# route (upper-case `/API/ENGINE/V2/API_KEYS`) is judged as the table's route. Only a path whose
+# literal segments differ from the route's (not one with upper-case ids) needs the second lookup.
+#
+# By format: the path's last segment ends in a format suffix (the last '.' followed by one or
+# more characters other than '/', '.' and '?', which is what Rails' default `:format` constraint
+# accepts) and the path without that suffix matches another route than the path as sent.
+# Rails-style backends route every path with an optional `(.:format)`: `api_keys.json` runs the
+# admin-gated `api_keys` index, while to the table it is no literal, so the catch-all (public, no
+# gate); `systems/sys-1/zones.json` is the support-gated `systems/:id/:module` to the table but
+# the admin-gated zones route to such a backend; and `systems/control.json` the show of a
+# system, or the control websocket (write). Where both readings give the same route
+# (`systems/sys-1.json`, `users/john.doe`) nothing changes. Only a path whose last segment holds
+# a '.' needs the second lookup.
+#
+# Neither reading is safe to pick, so the request is refused. Routes are told apart by their
+# table path and methods (their identity in the index; the catch-all's is ""). Each body starts
+# with its cheap guard, so that a plain lower-case path without a '.' costs two string tests.
+ambiguous_path if {
 	input.request.path != lower(input.request.path)
 	segs := routing.segments(input.request.path)
 	some [i, literal] in route.literals
@@ -101,31 +114,13 @@ case_ambiguous if {
 	exact.identity != route.identity
 }
 
-# format_ambiguous holds when the path's last segment ends in a format suffix (the last '.'
-# followed by one or more characters other than '/', '.' and '?', which is what Rails' default
-# `:format` constraint accepts) and the path without that suffix matches
-# another route than the path as sent. Rails-style backends route every path with an optional
-# `(.:format)`: `api_keys.json` runs the admin-gated `api_keys` index, while to the table it is
-# no literal, so the catch-all (public, no gate); `systems/sys-1/zones.json` is the support-gated
-# `systems/:id/:module` to the table but the admin-gated zones route to such a backend; and
-# `systems/control.json` the show of a system, or the control websocket (write). Neither reading
-# is safe to pick, so the request is refused. Where both readings give the same route
-# (`systems/sys-1.json`, `users/john.doe`) nothing changes. Routes are told apart by their table
-# path and methods (their identity in the index; the catch-all's is ""); only a path whose last
-# segment holds a '.' needs the second lookup.
-format_ambiguous if {
+ambiguous_path if {
 	contains(input.request.path, ".")
 	dots := indexof_n(input.request.path, ".")
 	i := dots[count(dots) - 1]
 	regex.match(`^[^/.?]+$`, substring(input.request.path, i + 1, -1))
-	_route_without_suffix(substring(input.request.path, 0, i)).identity != route.identity
+	routing.lookup(input.request.method, routing.segments(lower(substring(input.request.path, 0, i)))).identity != route.identity
 }
-
-# _route_without_suffix is the route (or catch-all) for path with the request's method, as route
-# finds it.
-_route_without_suffix(path) := r if {
-	r := routing.match(input.request.method, path)
-} else := routing.unmatched(input.request.method)
 
 # ambient_cross_site holds for a write (or a websocket, which PlaceOS uses to execute) made
 # cross-site with a key the browser adds by itself: a cookie or a URL parameter another site's

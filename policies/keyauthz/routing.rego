@@ -38,6 +38,10 @@ index := i if {
 #   prefix[key]     the "/*" route whose literal prefix is key
 #   prefix_lengths  the segment counts of those prefixes, longest first
 #   default         the catch-all (facts.unlisted): the route of a request no route matches
+# and "methods" maps each method keyauthz judges (judged) to the key of its entry: HEAD and
+# OPTIONS to "GET" (as_get), a method the table names to itself, the others to "*". A method
+# it does not hold has no route at all, so looking a request's method up in it is the method
+# allow-list.
 # Keys are lower-case (match looks up the lower-cased path); a row's HEAD or OPTIONS is left
 # out, since those requests are looked up as GET.
 # Each route is the table's row with "params" ({name: segment index}), "literals" ([[segment
@@ -47,7 +51,19 @@ index := i if {
 # (facts.route_facts: access, gate, grants, gate_min, out and messages), so that a decision
 # does no string work on the table and computes nothing a route alone determines. Two routes
 # with the same method and pattern make this rule fail, so such a table cannot load.
-built_index := {m: _method_index(m) | some m in _methods}
+built_index := object.union({m: _method_index(m) | some m in _methods}, {"methods": {m: _index_key(m) | some m in judged}})
+
+# judged are the HTTP methods keyauthz judges, spelled exactly so: the method arrives as the
+# client sent it, and a backend may route a method we do not know (a WebDAV verb, a lower-case
+# "get") to a handler we would not have judged. Any other method has no entry in the index's
+# "methods", hence no route, and is refused before any route is looked up.
+judged := {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+_index_key(m) := k if k := as_get[m]
+
+else := m if m in _methods
+
+else := "*"
 
 _methods := {upper(m) | some r in data.keyauthz.routes.table; some m in r.methods; not as_get[upper(m)]} | {"GET", "*"}
 
@@ -138,34 +154,44 @@ segments(path) := split(substring(path, 1, -1), "/") if {
 # scopes, access and gate rather than the looser route of a method the table does not name.
 as_get := {"HEAD": "GET", "OPTIONS": "GET"}
 
-# match is the most specific route for method (exactly as received; the decision has refused
-# any method it does not know) and path (a normalised path), undefined when no route matches.
-# Literal segments match in any case: the path is lower-cased once and looked up among the
-# index's lower-case keys. Its "params" name the segment index of each parameter (see params).
-match(method, path) := _match(object.get(index, object.get(as_get, method, method), index["*"]), segments(lower(path)))
+# match is the most specific route for method (exactly as received) and path (a normalised
+# path), undefined when no route matches or keyauthz does not judge the method. Literal segments
+# match in any case: the path is lower-cased once and looked up among the index's lower-case
+# keys. Its "params" name the segment index of each parameter (see params).
+match(method, path) := r if {
+	r := lookup(method, segments(lower(path)))
+	not r.default
+}
 
-# unmatched is the catch-all for method: the route of a request no route of the table matches.
-unmatched(method) := object.get(index, object.get(as_get, method, method), index["*"]).default
-
-_match(t, segs) := r if {
+# lookup is the most specific route for method (exactly as received) and the path segments segs
+# in the method's entry of the index, or its catch-all (which alone has "default") when none
+# matches: the route of each mask of the segment count, most specific first, then of each "/*"
+# prefix, longest first. Undefined for a method keyauthz does not judge (judged): the index
+# holds no entry for it.
+lookup(method, segs) := r if {
+	t := index[index.methods[method]]
 	found := [r |
 		some f in t.masks[count(segs)]
 		r := t.exact[sprintf(f, segs)]
 	]
 	r := found[0]
 } else := r if {
+	t := index[index.methods[method]]
 	found := [r |
 		some n in t.prefix_lengths
 		n <= count(segs)
 		r := t.prefix[concat("/", array.slice(segs, 0, n))]
 	]
 	r := found[0]
-}
+} else := index[index.methods[method]].default
 
 # match_exact_case is the route a backend that matches case-sensitively would run for method
 # and path: the path's segments looked up as sent, so a segment in another case than the
 # table's (lower-case) literal can only match a parameter. Undefined when no route matches.
-match_exact_case(method, path) := _match(object.get(index, object.get(as_get, method, method), index["*"]), segments(path))
+match_exact_case(method, path) := r if {
+	r := lookup(method, segments(path))
+	not r.default
+}
 
 # params binds the parameters of route to the segments of path: {name: value}, in the path's
 # own case (ids are case-sensitive: the guest and self checks compare them as sent).
