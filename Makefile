@@ -24,7 +24,7 @@ test-go: ## go test with the race detector (every package of ours runs goroutine
 
 test-rego: ## opa check --strict and opa test on the policy
 	$(GO) tool opa check --strict policies/ policy_test/
-	$(GO) tool opa test -v policies/ policy_test/
+	$(GO) tool opa test -v --timeout 60s policies/ policy_test/
 
 fuzz: ## run each fuzz target for 30s
 	$(GO) test -run XXX -fuzz FuzzNormalizePath -fuzztime 30s ./internal/opa/

@@ -41,23 +41,5 @@ func (s *Store) KeyForAuth(ctx context.Context, id string) (*keys.APIKey, *keys.
 // checked. It returns ErrUnknownKey (malformed, unknown id, wrong secret, or a key whose user
 // or domain is gone), ErrExpiredKey, or an internal error. The result's key has no hash.
 func (s *Store) Authenticate(ctx context.Context, plaintext string, now time.Time) (*keys.AuthResult, error) {
-	id, secret, ok := keys.ParseKey(plaintext)
-	if !ok {
-		return nil, keys.ErrUnknownKey
-	}
-	k, u, d, err := s.KeyForAuth(ctx, id)
-	if keys.ErrorCode(err) == keys.ENOTFOUND {
-		return nil, keys.ErrUnknownKey
-	}
-	if err != nil {
-		return nil, err
-	}
-	if !keys.VerifyHash(id, secret, k.Hash) {
-		return nil, keys.ErrUnknownKey
-	}
-	if k.Expired(now) {
-		return nil, keys.ErrExpiredKey
-	}
-	k.Hash = ""
-	return &keys.AuthResult{Key: k, User: u, Domain: d}, nil
+	return keys.Authenticate(ctx, plaintext, now, s.KeyForAuth)
 }

@@ -17,24 +17,11 @@ import (
 // missing or invalid, or when the host is taken (field "domain", reason "has already been
 // taken", as PlaceOS reports it, rather than a 409).
 func (s *Store) CreateDomain(ctx context.Context, d *keys.Domain) error {
-	rec := *d
-	failures := keys.NormalizeDomain(&rec)
-	rec.ID = keys.NewDomainID()
-	rec.CreatedAt = s.now().Unix()
-	rec.UpdatedAt = rec.CreatedAt
+	rec, failures := keys.PrepareDomain(d, s.now())
 	err := s.update(ctx, func(t *tx) error {
-		fs := slices.Clip(failures)
-		if !keys.HasFailure(fs, "domain") {
-			taken, err := exists(t.txn, kDomainHost(rec.Domain))
-			if err != nil {
-				return err
-			}
-			if taken {
-				fs = append(fs, keys.Failure{Field: "domain", Reason: keys.ReasonTaken})
-			}
-		}
-		if len(fs) > 0 {
-			return keys.ValidationFailed(fs)
+		hostTaken := func(host string) (bool, error) { return exists(t.txn, kDomainHost(host)) }
+		if err := keys.ValidateNewDomain(&rec, failures, hostTaken); err != nil {
+			return err
 		}
 		if err := setJSON(t.txn, kDomain(rec.ID), &rec); err != nil {
 			return err
@@ -124,32 +111,18 @@ func (s *Store) UpdateDomain(ctx context.Context, d *keys.Domain) error {
 // two concurrent patches of different fields both survive: the second conflicts and is
 // retried with the first one's record. It returns ENOTFOUND, EUNPROCESSABLE or change's error.
 func (s *Store) ModifyDomain(ctx context.Context, id string, change func(d *keys.Domain) error) (*keys.Domain, error) {
-	now := s.now().Unix()
+	now := s.now()
 	var out *keys.Domain
 	err := s.update(ctx, func(t *tx) error {
 		old, err := getDomain(t.txn, id)
 		if err != nil {
 			return err
 		}
-		rec := *old
-		if err := change(&rec); err != nil {
+		hostTaken := func(host string) (bool, error) { return exists(t.txn, kDomainHost(host)) }
+		rec, hostChanged, err := keys.PatchDomain(old, change, now, hostTaken)
+		if err != nil {
 			return err
 		}
-		fs := keys.NormalizeDomain(&rec)
-		hostChanged := !keys.HasFailure(fs, "domain") && rec.Domain != old.Domain
-		if hostChanged {
-			taken, err := exists(t.txn, kDomainHost(rec.Domain))
-			if err != nil {
-				return err
-			}
-			if taken {
-				fs = append(fs, keys.Failure{Field: "domain", Reason: keys.ReasonTaken})
-			}
-		}
-		if len(fs) > 0 {
-			return keys.ValidationFailed(fs)
-		}
-		rec.ID, rec.CreatedAt, rec.UpdatedAt = old.ID, old.CreatedAt, now
 		if hostChanged {
 			if err := t.txn.Delete(kDomainHost(old.Domain)); err != nil {
 				return err
@@ -158,11 +131,11 @@ func (s *Store) ModifyDomain(ctx context.Context, id string, change func(d *keys
 				return err
 			}
 		}
-		if err := setJSON(t.txn, kDomain(rec.ID), &rec); err != nil {
+		if err := setJSON(t.txn, kDomain(rec.ID), rec); err != nil {
 			return err
 		}
 		t.changed(keys.KindDomain, rec.ID, nil, 0)
-		out = &rec
+		out = rec
 		return nil
 	})
 	if err != nil {

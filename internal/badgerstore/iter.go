@@ -56,14 +56,3 @@ func scanJSON(txn *badger.Txn, prefix string, alloc func() any, then ...func(any
 	}
 	return nil
 }
-
-// page returns the page of list that starts at offset (clamped to the list) and holds at most
-// limit entries; limit 0 or less means every entry from offset on.
-func page[T any](list []T, offset, limit int) []T {
-	lo := min(max(offset, 0), len(list))
-	hi := len(list)
-	if limit > 0 {
-		hi = min(lo+limit, len(list))
-	}
-	return list[lo:hi]
-}

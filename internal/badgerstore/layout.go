@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -43,7 +42,7 @@ func kKey(id string) []byte               { return []byte(pKey + id) }
 func kKeyByDomain(dom, id string) []byte  { return []byte(pKeyByDomain + dom + "/" + id) }
 func kKeyByUser(user, id string) []byte   { return []byte(pKeyByUser + user + "/" + id) }
 func kKeyName(dom, name string) []byte {
-	return []byte(pKeyName + dom + "/" + strings.ToLower(name))
+	return []byte(pKeyName + dom + "/" + keys.NameKey(name))
 }
 
 // keyRecord is the stored form of a key: the API fields plus the hash.

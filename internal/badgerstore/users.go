@@ -16,24 +16,13 @@ import (
 // stored record. It returns EUNPROCESSABLE when the name is missing or too long, the email has
 // no "@", or the authority_id is missing or names no domain.
 func (s *Store) CreateUser(ctx context.Context, u *keys.User) error {
-	rec := *u
-	failures := keys.NormalizeUser(&rec)
-	rec.ID = keys.NewUserID()
-	rec.CreatedAt = s.now().Unix()
-	rec.UpdatedAt = rec.CreatedAt
+	rec, failures := keys.PrepareUser(u, s.now())
 	s.cascade.RLock()
 	defer s.cascade.RUnlock()
 	err := s.update(ctx, func(t *tx) error {
-		fs := slices.Clip(failures)
-		if rec.AuthorityID == "" {
-			fs = append(fs, keys.Failure{Field: "authority_id", Reason: keys.ReasonRequired})
-		} else if ok, err := exists(t.txn, kDomain(rec.AuthorityID)); err != nil {
+		domainExists := func(id string) (bool, error) { return exists(t.txn, kDomain(id)) }
+		if err := keys.ValidateNewUser(&rec, failures, domainExists); err != nil {
 			return err
-		} else if !ok {
-			fs = append(fs, keys.Failure{Field: "authority_id", Reason: keys.ReasonMissing})
-		}
-		if len(fs) > 0 {
-			return keys.ValidationFailed(fs)
 		}
 		if err := setJSON(t.txn, kUser(rec.ID), &rec); err != nil {
 			return err
@@ -120,28 +109,22 @@ func (s *Store) UpdateUser(ctx context.Context, u *keys.User) error {
 // patches of different fields both survive: the second conflicts and is retried with the
 // first one's record. It returns ENOTFOUND, EUNPROCESSABLE or change's error.
 func (s *Store) ModifyUser(ctx context.Context, id string, change func(u *keys.User) error) (*keys.User, error) {
-	now := s.now().Unix()
+	now := s.now()
 	var out *keys.User
 	err := s.update(ctx, func(t *tx) error {
 		old, err := getUser(t.txn, id)
 		if err != nil {
 			return err
 		}
-		rec := *old
-		rec.Groups = slices.Clone(old.Groups)
-		if err := change(&rec); err != nil {
+		rec, err := keys.PatchUser(old, change, now)
+		if err != nil {
 			return err
 		}
-		fs := keys.NormalizeUserUpdate(old, &rec)
-		if len(fs) > 0 {
-			return keys.ValidationFailed(fs)
-		}
-		rec.ID, rec.CreatedAt, rec.UpdatedAt = old.ID, old.CreatedAt, now
-		if err := setJSON(t.txn, kUser(rec.ID), &rec); err != nil {
+		if err := setJSON(t.txn, kUser(rec.ID), rec); err != nil {
 			return err
 		}
 		t.changed(keys.KindUser, rec.ID, nil, 0)
-		out = &rec
+		out = rec
 		return nil
 	})
 	if err != nil {
@@ -185,15 +168,9 @@ func checkUserDelete(txn *badger.Txn, id string, check []func(u *keys.User, ks [
 		if err != nil {
 			return err
 		}
-		k.Hash = ""
 		ks = append(ks, k)
 	}
-	for _, c := range check {
-		if err := c(u, ks); err != nil {
-			return err
-		}
-	}
-	return nil
+	return keys.CheckUserDelete(u, ks, check)
 }
 
 func deleteUserTx(t *tx, id string) error {

@@ -1,7 +1,6 @@
 package etcdstore
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -18,65 +17,22 @@ import (
 // (without hash). The name's index entry is created only if absent (a create-only compare),
 // and the user record read is in the commit's compares. Errors as keys.Service.CreateKey.
 func (s *Store) CreateKey(ctx context.Context, k *keys.APIKey) (keys.Secret, error) {
-	rec := *k
-	failures := keys.CheckScopeLimits(rec.Scopes, nil)
-	if len(failures) == 0 {
-		scopes, err := keys.NormalizeScopes(rec.Scopes)
-		if err != nil {
-			return "", err
-		}
-		rec.Scopes = scopes
-	}
-	rec.Name, failures = keys.CheckName("name", rec.Name, failures)
-	rec.Description = strings.TrimSpace(rec.Description)
-	if rec.Permissions == "" {
-		rec.Permissions = keys.PermissionUser
-	}
-	now := s.now()
-	failures = keys.CheckExpiry(rec.ExpiresAt, now, failures)
-	plaintext, id, hash, err := keys.Generate()
+	n, err := keys.PrepareKey(k, s.now())
 	if err != nil {
 		return "", err
 	}
-	rec.ID, rec.Hash, rec.LastUsedAt = id, "", nil
-	rec.CreatedAt, rec.UpdatedAt = now.Unix(), now.Unix()
+	rec := &n.Record
 
 	err = s.update(ctx, func(t *tx) error {
-		fs := slices.Clip(failures)
-		var user *keys.User
-		if rec.UserID == "" {
-			fs = append(fs, keys.Failure{Field: "user_id", Reason: keys.ReasonRequired})
-		} else {
-			u, err := getUser(t, rec.UserID)
-			switch {
-			case keys.ErrorCode(err) == keys.ENOTFOUND:
-				fs = append(fs, keys.Failure{Field: "user_id", Reason: keys.ReasonMissing})
-			case err != nil:
-				return err
-			default:
-				user = u
-			}
-		}
-		fs = keys.CheckPermissions(rec.Permissions, user, fs)
-		if user != nil {
-			rec.AuthorityID = user.AuthorityID
-			if !keys.HasFailure(fs, "name") {
-				taken, err := t.exists(kKeyName(rec.AuthorityID, rec.Name))
-				if err != nil {
-					return err
-				}
-				if taken {
-					fs = append(fs, keys.Failure{Field: "name", Reason: keys.ReasonTaken})
-				}
-			}
-		}
-		if len(fs) > 0 {
-			return keys.ValidationFailed(fs)
+		user := func(id string) (*keys.User, error) { return getUser(t, id) }
+		nameTaken := func(name string) (bool, error) { return t.exists(kKeyName(rec.AuthorityID, name)) }
+		if err := n.Validate(user, nameTaken); err != nil {
+			return err
 		}
 		if dup, err := t.exists(kKey(rec.ID)); err != nil || dup {
 			return cmpOr(err, fmt.Errorf("create key: id collision"))
 		}
-		putKey(t, &rec, hash)
+		putKey(t, rec, n.Hash)
 		t.put(kKeyName(rec.AuthorityID, rec.Name), rec.ID)
 		t.changed(keys.KindKey, rec.ID)
 		return nil
@@ -84,8 +40,8 @@ func (s *Store) CreateKey(ctx context.Context, k *keys.APIKey) (keys.Secret, err
 	if err != nil {
 		return "", err
 	}
-	*k = rec
-	return plaintext, nil
+	*k = *rec
+	return n.Plaintext, nil
 }
 
 // GetKey returns the key with the given id, without its hash, or ENOTFOUND.
@@ -125,12 +81,7 @@ func (s *Store) ListKeys(ctx context.Context, f keys.KeyFilter) ([]*keys.APIKey,
 	if err != nil {
 		return nil, 0, err
 	}
-	type entry struct {
-		lname string
-		k     *keys.APIKey
-	}
-	var all []entry
-	q := strings.ToLower(strings.TrimSpace(f.Q))
+	all := make([]*keys.APIKey, 0, len(vals))
 	for _, v := range vals {
 		if v == nil {
 			continue
@@ -139,21 +90,10 @@ func (s *Store) ListKeys(ctx context.Context, f keys.KeyFilter) ([]*keys.APIKey,
 		if err != nil {
 			return nil, 0, err
 		}
-		k.Hash = ""
-		lname := strings.ToLower(k.Name)
-		if q == "" || strings.Contains(lname, q) || strings.Contains(strings.ToLower(k.Description), q) {
-			all = append(all, entry{lname, k})
-		}
+		all = append(all, k)
 	}
-	slices.SortFunc(all, func(a, b entry) int {
-		return cmp.Or(strings.Compare(a.lname, b.lname), strings.Compare(a.k.ID, b.k.ID))
-	})
-	pg := page(all, f.Offset, f.Limit)
-	out := make([]*keys.APIKey, 0, len(pg))
-	for _, e := range pg {
-		out = append(out, e.k)
-	}
-	return out, len(all), nil
+	out, n := keys.SelectKeys(all, f)
+	return out, n, nil
 }
 
 // UpdateKey applies u to the key id and returns the stored key (without hash). The fields it
@@ -161,72 +101,23 @@ func (s *Store) ListKeys(ctx context.Context, f keys.KeyFilter) ([]*keys.APIKey,
 // if set, judges the change inside the transaction. It returns ENOTFOUND, EINVALID (scope),
 // EUNPROCESSABLE, or Check's error.
 func (s *Store) UpdateKey(ctx context.Context, id string, u keys.KeyUpdate) (*keys.APIKey, error) {
-	var scopes []string
-	var scopeFailures []keys.Failure
-	if u.Scopes != nil {
-		scopes = *u.Scopes
-		if scopeFailures = keys.CheckScopeLimits(scopes, nil); len(scopeFailures) == 0 {
-			var err error
-			if scopes, err = keys.NormalizeScopes(scopes); err != nil {
-				return nil, err
-			}
-		}
+	p, err := keys.PrepareKeyUpdate(u, s.now())
+	if err != nil {
+		return nil, err
 	}
-	now := s.now()
 	var out *keys.APIKey
-	err := s.update(ctx, func(t *tx) error {
+	err = s.update(ctx, func(t *tx) error {
 		rec, err := getKey(t, id)
 		if err != nil {
 			return err
 		}
-		before := *rec
 		hash, oldName := rec.Hash, rec.Name
-		fs := slices.Clip(scopeFailures)
-		if u.Name != nil {
-			rec.Name, fs = keys.CheckName("name", *u.Name, fs)
+		user := func(id string) (*keys.User, error) { return getUser(t, id) }
+		nameTaken := func(name string) (bool, error) { return t.exists(kKeyName(rec.AuthorityID, name)) }
+		renamed, err := p.Apply(rec, user, nameTaken)
+		if err != nil {
+			return err
 		}
-		if u.Description != nil {
-			rec.Description = strings.TrimSpace(*u.Description)
-		}
-		if u.Scopes != nil {
-			rec.Scopes = scopes
-		}
-		if u.Permissions != nil {
-			rec.Permissions = cmp.Or(*u.Permissions, keys.PermissionUser)
-			user, err := getUser(t, rec.UserID)
-			if err != nil && keys.ErrorCode(err) != keys.ENOTFOUND {
-				return err
-			}
-			fs = keys.CheckPermissions(rec.Permissions, user, fs)
-		}
-		if u.ExpiresAt.Set {
-			rec.ExpiresAt = u.ExpiresAt.Value
-			fs = keys.CheckExpiry(rec.ExpiresAt, now, fs)
-		}
-		// Authorization before validation, as for every other request.
-		if u.Check != nil {
-			before.Hash = ""
-			after := *rec
-			after.Hash = ""
-			if err := u.Check(&before, &after); err != nil {
-				return err
-			}
-		}
-		// Compare as the name index does (kKeyName lower-cases).
-		renamed := !keys.HasFailure(fs, "name") && kKeyName(rec.AuthorityID, rec.Name) != kKeyName(rec.AuthorityID, oldName)
-		if renamed {
-			taken, err := t.exists(kKeyName(rec.AuthorityID, rec.Name))
-			if err != nil {
-				return err
-			}
-			if taken {
-				fs = append(fs, keys.Failure{Field: "name", Reason: keys.ReasonTaken})
-			}
-		}
-		if len(fs) > 0 {
-			return keys.ValidationFailed(fs)
-		}
-		rec.UpdatedAt = now.Unix()
 		if renamed {
 			t.del(kKeyName(rec.AuthorityID, oldName))
 			t.put(kKeyName(rec.AuthorityID, rec.Name), rec.ID)
@@ -253,11 +144,8 @@ func (s *Store) DeleteKey(ctx context.Context, id string, check ...func(k *keys.
 			if err != nil {
 				return err
 			}
-			k.Hash = ""
-			for _, c := range check {
-				if err := c(k); err != nil {
-					return err
-				}
+			if err := keys.CheckKeyDeletes(k, check); err != nil {
+				return err
 			}
 		}
 		return deleteKeyTx(t, id)
@@ -301,11 +189,9 @@ func (s *Store) RecordUse(ctx context.Context, uses map[string]int64) error {
 				if err != nil {
 					return err
 				}
-				at := uses[id]
-				if rec.LastUsedAt != nil && *rec.LastUsedAt >= at {
+				if !rec.MarkUsed(uses[id]) {
 					continue
 				}
-				rec.LastUsedAt = &at
 				t.put(kKey(id), encodeKey(rec, rec.Hash))
 			}
 			return nil

@@ -17,24 +17,11 @@ import (
 // (a create-only compare), so two creates of one host cannot both succeed. It returns
 // EUNPROCESSABLE when the name or host is missing or invalid, or when the host is taken.
 func (s *Store) CreateDomain(ctx context.Context, d *keys.Domain) error {
-	rec := *d
-	failures := keys.NormalizeDomain(&rec)
-	rec.ID = keys.NewDomainID()
-	rec.CreatedAt = s.now().Unix()
-	rec.UpdatedAt = rec.CreatedAt
+	rec, failures := keys.PrepareDomain(d, s.now())
 	err := s.update(ctx, func(t *tx) error {
-		fs := slices.Clip(failures)
-		if !keys.HasFailure(fs, "domain") {
-			taken, err := t.exists(kDomainHost(rec.Domain))
-			if err != nil {
-				return err
-			}
-			if taken {
-				fs = append(fs, keys.Failure{Field: "domain", Reason: keys.ReasonTaken})
-			}
-		}
-		if len(fs) > 0 {
-			return keys.ValidationFailed(fs)
+		hostTaken := func(host string) (bool, error) { return t.exists(kDomainHost(host)) }
+		if err := keys.ValidateNewDomain(&rec, failures, hostTaken); err != nil {
+			return err
 		}
 		if dup, err := t.exists(kDomain(rec.ID)); err != nil || dup {
 			return cmpOr(err, fmt.Errorf("create domain: id collision"))
@@ -118,39 +105,25 @@ func (s *Store) ListDomains(ctx context.Context) ([]*keys.Domain, error) {
 // record. The id and created_at keep their stored values whatever change does. It returns
 // ENOTFOUND, EUNPROCESSABLE or change's error.
 func (s *Store) ModifyDomain(ctx context.Context, id string, change func(d *keys.Domain) error) (*keys.Domain, error) {
-	now := s.now().Unix()
+	now := s.now()
 	var out *keys.Domain
 	err := s.update(ctx, func(t *tx) error {
 		old, err := getDomain(t, id)
 		if err != nil {
 			return err
 		}
-		rec := *old
-		if err := change(&rec); err != nil {
+		hostTaken := func(host string) (bool, error) { return t.exists(kDomainHost(host)) }
+		rec, hostChanged, err := keys.PatchDomain(old, change, now, hostTaken)
+		if err != nil {
 			return err
 		}
-		fs := keys.NormalizeDomain(&rec)
-		hostChanged := !keys.HasFailure(fs, "domain") && rec.Domain != old.Domain
-		if hostChanged {
-			taken, err := t.exists(kDomainHost(rec.Domain))
-			if err != nil {
-				return err
-			}
-			if taken {
-				fs = append(fs, keys.Failure{Field: "domain", Reason: keys.ReasonTaken})
-			}
-		}
-		if len(fs) > 0 {
-			return keys.ValidationFailed(fs)
-		}
-		rec.ID, rec.CreatedAt, rec.UpdatedAt = old.ID, old.CreatedAt, now
 		if hostChanged {
 			t.del(kDomainHost(old.Domain))
 			t.put(kDomainHost(rec.Domain), rec.ID)
 		}
-		t.put(kDomain(rec.ID), encode(&rec))
+		t.put(kDomain(rec.ID), encode(rec))
 		t.changed(keys.KindDomain, rec.ID)
-		out = &rec
+		out = rec
 		return nil
 	})
 	if err != nil {

@@ -3,7 +3,6 @@ package etcdstore
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/keyauthz/keyauthz/internal/keys"
 )
@@ -29,7 +28,7 @@ func kKeyByDomain(dom, user, id string) string {
 	return pKeyByDomain + dom + "/" + user + "/" + id
 }
 func kKeyByUser(user, id string) string { return pKeyByUser + user + "/" + id }
-func kKeyName(dom, name string) string  { return pKeyName + dom + "/" + strings.ToLower(name) }
+func kKeyName(dom, name string) string  { return pKeyName + dom + "/" + keys.NameKey(name) }
 
 // keyRecord is the stored form of a key: the API fields plus the hash.
 type keyRecord struct {
@@ -106,15 +105,4 @@ func getJSON(t *tx, key string, v any, kind, id string) error {
 		return fmt.Errorf("decode %s: %w", key, err)
 	}
 	return nil
-}
-
-// page returns the page of list that starts at offset (clamped to the list) and holds at most
-// limit entries; limit 0 or less means every entry from offset on.
-func page[T any](list []T, offset, limit int) []T {
-	lo := min(max(offset, 0), len(list))
-	hi := len(list)
-	if limit > 0 {
-		hi = min(lo+limit, len(list))
-	}
-	return list[lo:hi]
 }

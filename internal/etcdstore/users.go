@@ -16,22 +16,11 @@ import (
 // created in a domain deleted meanwhile. It returns EUNPROCESSABLE when the name is missing
 // or too long, the email has no "@", or the authority_id is missing or names no domain.
 func (s *Store) CreateUser(ctx context.Context, u *keys.User) error {
-	rec := *u
-	failures := keys.NormalizeUser(&rec)
-	rec.ID = keys.NewUserID()
-	rec.CreatedAt = s.now().Unix()
-	rec.UpdatedAt = rec.CreatedAt
+	rec, failures := keys.PrepareUser(u, s.now())
 	err := s.update(ctx, func(t *tx) error {
-		fs := slices.Clip(failures)
-		if rec.AuthorityID == "" {
-			fs = append(fs, keys.Failure{Field: "authority_id", Reason: keys.ReasonRequired})
-		} else if ok, err := t.exists(kDomain(rec.AuthorityID)); err != nil {
+		domainExists := func(id string) (bool, error) { return t.exists(kDomain(id)) }
+		if err := keys.ValidateNewUser(&rec, failures, domainExists); err != nil {
 			return err
-		} else if !ok {
-			fs = append(fs, keys.Failure{Field: "authority_id", Reason: keys.ReasonMissing})
-		}
-		if len(fs) > 0 {
-			return keys.ValidationFailed(fs)
 		}
 		if dup, err := t.exists(kUser(rec.ID)); err != nil || dup {
 			return cmpOr(err, fmt.Errorf("create user: id collision"))
@@ -100,25 +89,20 @@ func (s *Store) ListUsers(ctx context.Context, authorityID string) ([]*keys.User
 // transaction, validated by keys.NormalizeUserUpdate (a user cannot change domain); it returns
 // the stored record. It returns ENOTFOUND, EUNPROCESSABLE or change's error.
 func (s *Store) ModifyUser(ctx context.Context, id string, change func(u *keys.User) error) (*keys.User, error) {
-	now := s.now().Unix()
+	now := s.now()
 	var out *keys.User
 	err := s.update(ctx, func(t *tx) error {
 		old, err := getUser(t, id)
 		if err != nil {
 			return err
 		}
-		rec := *old
-		rec.Groups = slices.Clone(old.Groups)
-		if err := change(&rec); err != nil {
+		rec, err := keys.PatchUser(old, change, now)
+		if err != nil {
 			return err
 		}
-		if fs := keys.NormalizeUserUpdate(old, &rec); len(fs) > 0 {
-			return keys.ValidationFailed(fs)
-		}
-		rec.ID, rec.CreatedAt, rec.UpdatedAt = old.ID, old.CreatedAt, now
-		t.put(kUser(rec.ID), encode(&rec))
+		t.put(kUser(rec.ID), encode(rec))
 		t.changed(keys.KindUser, rec.ID)
-		out = &rec
+		out = rec
 		return nil
 	})
 	if err != nil {
@@ -161,15 +145,9 @@ func checkUserDelete(t *tx, id string, check []func(u *keys.User, ks []*keys.API
 		if err != nil {
 			return err
 		}
-		k.Hash = ""
 		ks = append(ks, k)
 	}
-	for _, c := range check {
-		if err := c(u, ks); err != nil {
-			return err
-		}
-	}
-	return nil
+	return keys.CheckUserDelete(u, ks, check)
 }
 
 // deleteUserTx deletes the user id and its keys: its key indexes by range, each key's record

@@ -53,7 +53,10 @@ func TestDecisionCostDoesNotGrowWithTheTable(t *testing.T) {
 		}
 		allocs[name] = testing.AllocsPerRun(50, func() { e.Decide(context.Background(), in) })
 	}
-	if s, l := allocs["built-in"], allocs["built-in + 2000 routes"]; l > s+5 {
+	// A scan of the table would add thousands of allocations; a few more come and go with the
+	// garbage collector (sync.Pool reuse differs when the larger index is in memory), so the
+	// margin is 5 %, not a fixed handful.
+	if s, l := allocs["built-in"], allocs["built-in + 2000 routes"]; l > s*1.05 {
 		t.Errorf("a decision allocates %v times with the built-in table and %v with 2,000 more routes: evaluation grows with the table", s, l)
 	}
 }

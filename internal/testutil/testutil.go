@@ -1,4 +1,5 @@
-// Package testutil holds small helpers that keyauthz's tests share across packages: a buffer
+// Package testutil holds small helpers that keyauthz's tests share across packages: the
+// keyauthz binary built and run as a process for the end-to-end tests, a buffer
 // safe for a server's concurrent writes, request bodies, and signing keys for bundle tests. Only tests import it.
 package testutil
 

@@ -9,7 +9,6 @@
 package browser
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -17,10 +16,8 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -34,90 +31,19 @@ const chromiumPath = "/usr/bin/chromium"
 
 var binary string // the keyauthz binary, built once by TestMain
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "keyauthz-browser-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "keyauthz")
-	if out, err := exec.Command("go", "build", "-o", binary, "../../cmd/keyauthz").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testutil.RunWithBinary(m, "keyauthz-browser-", &binary)) }
 
-// keyauthz is a running `keyauthz serve` process.
-type keyauthz struct {
-	URL      string // http://localhost:PORT: the bootstrap domain's host, as a browser must use it
-	DataDir  string
-	AdminKey string // the bootstrap key, read from DataDir/bootstrap.key
-	Stderr   *testutil.SyncBuffer
-}
+// keyauthz is a running `keyauthz serve` process whose URL is http://localhost:PORT: the
+// bootstrap domain's host, as a browser must use it.
+type keyauthz struct{ *testutil.Process }
 
-// startKeyauthz runs `keyauthz serve --addr 127.0.0.1:0 --data-dir DIR`, reads the address from
-// its "listening on" line and the bootstrap key from DIR/bootstrap.key. The process gets
-// SIGTERM at cleanup.
+// startKeyauthz runs `keyauthz serve` on a free port with a temp data folder (see
+// testutil.StartKeyauthz) and reads its bootstrap key; the process gets SIGTERM at cleanup.
 func startKeyauthz(t *testing.T) *keyauthz {
 	t.Helper()
-	k := &keyauthz{DataDir: t.TempDir(), Stderr: &testutil.SyncBuffer{}}
-	cmd := exec.Command(binary, "serve", "--addr", "127.0.0.1:0", "--data-dir", k.DataDir, "--eval-timeout", "10s")
-	cmd.Env = os.Environ()
-	cmd.Stderr = k.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("keyauthz stderr:\n%s", k.Stderr)
-		}
-	})
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sent := false
-		for sc.Scan() {
-			if _, url, ok := strings.Cut(sc.Text(), "listening on "); ok && !sent {
-				found <- url
-				sent = true
-			}
-		}
-		if !sent {
-			close(found)
-		}
-		_ = cmd.Wait()
-		close(done)
-	}()
-	select {
-	case url, ok := <-found:
-		if !ok {
-			t.Fatalf("keyauthz exited before listening; stderr:\n%s", k.Stderr)
-		}
-		// The bootstrap domain is "localhost": requests must arrive with that host.
-		k.URL = strings.Replace(url, "127.0.0.1", "localhost", 1)
-	case <-time.After(60 * time.Second):
-		t.Fatalf("keyauthz did not listen within 60s; stderr:\n%s", k.Stderr)
-	}
-	key, err := os.ReadFile(filepath.Join(k.DataDir, "bootstrap.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	k.AdminKey = strings.TrimSpace(string(key))
+	k := &keyauthz{testutil.StartKeyauthz(t, binary)}
+	// The bootstrap domain is "localhost": requests must arrive with that host.
+	k.URL = strings.Replace(k.URL, "127.0.0.1", "localhost", 1)
 	return k
 }
 
@@ -125,13 +51,9 @@ func startKeyauthz(t *testing.T) *keyauthz {
 // out; it returns the status.
 func (k *keyauthz) call(t *testing.T, method, path, key string, body, out any) int {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		buf, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(buf)
+	rd, err := testutil.Body(body)
+	if err != nil {
+		t.Fatal(err)
 	}
 	req, err := http.NewRequest(method, k.URL+"/api/engine/v2"+path, rd)
 	if err != nil {

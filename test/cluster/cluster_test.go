@@ -7,7 +7,6 @@
 package cluster
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -33,21 +32,7 @@ const etcdBinary = "/usr/bin/etcd"
 
 var binary string // the keyauthz binary, built once by TestMain
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "keyauthz-cluster-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "keyauthz")
-	if out, err := exec.Command("go", "build", "-o", binary, "../../cmd/keyauthz").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testutil.RunWithBinary(m, "keyauthz-cluster-", &binary)) }
 
 // member is one etcd process on loopback; it can be stopped and started again on the same
 // ports and data folder.
@@ -147,10 +132,8 @@ func (m *member) stop() {
 
 // node is a running `keyauthz serve --store etcd://...`.
 type node struct {
-	name    string
-	URL     string
-	DataDir string
-	Stderr  *testutil.SyncBuffer
+	name string
+	*testutil.Process
 }
 
 // startNodes starts one node per name at once (so that they race to bootstrap), each with a
@@ -161,12 +144,13 @@ func startNodes(t *testing.T, store string, names ...string) []*node {
 	errs := make([]error, len(names))
 	var wg sync.WaitGroup
 	for i, name := range names {
-		n := &node{name: name, DataDir: filepath.Join(t.TempDir(), "data"), Stderr: &testutil.SyncBuffer{}}
+		n := &node{name: name}
 		nodes[i] = n
+		dataDir := filepath.Join(t.TempDir(), "data")
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = n.start(t, store)
+			errs[i] = n.start(t, dataDir, store)
 		}()
 	}
 	wg.Wait()
@@ -178,63 +162,22 @@ func startNodes(t *testing.T, store string, names ...string) []*node {
 	return nodes
 }
 
-func (n *node) start(t *testing.T, store string) error {
+func (n *node) start(t *testing.T, dataDir, store string) error {
 	// The command docs/cluster.md gives, with a free port and a temporary data folder.
-	cmd := exec.Command(binary, "serve", "--addr", "127.0.0.1:0", "--data-dir", n.DataDir,
-		"--store", store, "--eval-timeout", "10s")
-	cmd.Env = os.Environ()
-	cmd.Stderr = n.Stderr
-	stdout, err := cmd.StdoutPipe()
+	p, err := testutil.Start(t, binary, dataDir, "--store", store)
+	n.Process = p
 	if err != nil {
 		return err
 	}
-	if err := cmd.Start(); err != nil {
-		return err
+	// stderr is copied by exec's goroutine: wait for the log line that follows the
+	// "listening on" of stdout, so that the start-up log is all there.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(n.Stderr.String(), `"msg":"listening"`); {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no \"listening\" log line within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	done := make(chan struct{})
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sent := false
-		for sc.Scan() {
-			if _, url, ok := strings.Cut(sc.Text(), "listening on "); ok && !sent {
-				found <- url
-				sent = true
-			}
-		}
-		if !sent {
-			close(found)
-		}
-		_ = cmd.Wait()
-		close(done)
-	}()
-	select {
-	case url, ok := <-found:
-		if !ok {
-			return fmt.Errorf("exited before listening")
-		}
-		n.URL = url
-		// stderr is copied by exec's goroutine: wait for the log line that follows the
-		// "listening on" of stdout, so that the start-up log is all there.
-		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(n.Stderr.String(), `"msg":"listening"`); {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("no \"listening\" log line within 10s")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		return nil
-	case <-time.After(60 * time.Second):
-		return fmt.Errorf("did not listen within 60s")
-	}
+	return nil
 }
 
 var httpClient = &http.Client{Timeout: 30 * time.Second}
@@ -243,13 +186,9 @@ var httpClient = &http.Client{Timeout: 30 * time.Second}
 // status and the raw body.
 func (n *node) call(t *testing.T, method, path, key string, body, out any) (int, []byte) {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		buf, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(buf)
+	rd, err := testutil.Body(body)
+	if err != nil {
+		t.Fatal(err)
 	}
 	req, err := http.NewRequest(method, n.URL+path, rd)
 	if err != nil {

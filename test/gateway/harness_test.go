@@ -3,8 +3,6 @@
 package gateway
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,106 +23,24 @@ import (
 
 var binary string // the keyauthz binary, built once by TestMain
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "keyauthz-gateway-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "keyauthz")
-	if out, err := exec.Command("go", "build", "-o", binary, "../../cmd/keyauthz").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testutil.RunWithBinary(m, "keyauthz-gateway-", &binary)) }
 
 // keyauthz is a running `keyauthz serve` process.
-type keyauthz struct {
-	URL      string // http://127.0.0.1:PORT
-	Addr     string // 127.0.0.1:PORT
-	DataDir  string
-	AdminKey string
-	Stdout   *testutil.SyncBuffer
-	Stderr   *testutil.SyncBuffer
-}
+type keyauthz = testutil.Process
 
-// startKeyauthz runs `keyauthz serve --addr 127.0.0.1:0 --data-dir DIR extra...`, reads the
-// address from its "listening on" line and the bootstrap key from DIR/bootstrap.key. The
-// process gets SIGTERM at cleanup.
+// startKeyauthz runs `keyauthz serve` on a free port with a temp data folder and extra
+// arguments (see testutil.StartKeyauthz); the process gets SIGTERM at cleanup.
 func startKeyauthz(tb testing.TB, extra ...string) *keyauthz {
 	tb.Helper()
-	k := &keyauthz{DataDir: tb.TempDir(), Stdout: &testutil.SyncBuffer{}, Stderr: &testutil.SyncBuffer{}}
-	// --eval-timeout: a loaded test machine must not turn a decision into a time-out 500.
-	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", k.DataDir, "--eval-timeout", "10s"}, extra...)
-	cmd := exec.Command(binary, args...)
-	cmd.Env = os.Environ()
-	cmd.Stderr = k.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	done := make(chan struct{})
-	tb.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sent := false
-		for sc.Scan() {
-			line := sc.Text()
-			_, _ = k.Stdout.Write([]byte(line + "\n"))
-			if _, url, ok := strings.Cut(line, "listening on "); ok && !sent {
-				found <- url
-				sent = true
-			}
-		}
-		if !sent {
-			close(found)
-		}
-		_ = cmd.Wait()
-		close(done)
-	}()
-	select {
-	case url, ok := <-found:
-		if !ok {
-			tb.Fatalf("keyauthz exited before listening; stderr:\n%s", k.Stderr)
-		}
-		k.URL = url
-		k.Addr = strings.TrimPrefix(url, "http://")
-	case <-time.After(60 * time.Second):
-		tb.Fatalf("keyauthz did not listen within 60s; stderr:\n%s", k.Stderr)
-	}
-	key, err := os.ReadFile(filepath.Join(k.DataDir, "bootstrap.key"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	k.AdminKey = strings.TrimSpace(string(key))
-	return k
+	return testutil.StartKeyauthz(tb, binary, extra...)
 }
 
 // call sends a JSON request to keyauthz's admin API with key and decodes the JSON answer.
 func call(tb testing.TB, method, url, key string, body, out any) int {
 	tb.Helper()
-	var rd io.Reader
-	if body != nil {
-		buf, err := json.Marshal(body)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		rd = bytes.NewReader(buf)
+	rd, err := testutil.Body(body)
+	if err != nil {
+		tb.Fatal(err)
 	}
 	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
