@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"strings"
 	"time"
 )
 
@@ -63,36 +60,5 @@ func startFloor() (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &proc{name: "floor", cmd: exec.Command(self, "-serve-floor", addr), url: "http://" + addr, stderr: &tailBuffer{}, done: make(chan struct{})}
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	p.cmd.Stderr = p.stderr
-	start := time.Now()
-	if err := p.cmd.Start(); err != nil {
-		return nil, err
-	}
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		once := false
-		for sc.Scan() {
-			if !once && strings.Contains(sc.Text(), "listening on") {
-				once = true
-				close(ready)
-			}
-		}
-	}()
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	select {
-	case <-ready:
-		p.startup = time.Since(start)
-		return p, nil
-	case <-p.done:
-		return nil, fmt.Errorf("floor exited before listening: %s", p.stderr)
-	case <-time.After(30 * time.Second):
-		p.stop()
-		return nil, fmt.Errorf("floor did not listen within 30s: %s", p.stderr)
-	}
+	return startListening("floor", addr, 30*time.Second, self, "-serve-floor", addr)
 }

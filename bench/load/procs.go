@@ -74,7 +74,13 @@ func startKeyauthz(bin, dataDir, bundle string, extra []string) (*proc, error) {
 		return nil, err
 	}
 	args := append([]string{"serve", "--addr", addr, "--data-dir", dataDir, "--bundle", bundle, "--log-level", "warn"}, extra...)
-	p := &proc{name: "keyauthz", cmd: exec.Command(bin, args...), url: "http://" + addr, stderr: &tailBuffer{}, done: make(chan struct{})}
+	return startListening("keyauthz", addr, 60*time.Second, bin, args...)
+}
+
+// startListening runs name (bin with args), which serves on addr, and waits up to timeout for
+// its "listening on" line on stdout; the rest of its stdout is drained.
+func startListening(name, addr string, timeout time.Duration, bin string, args ...string) (*proc, error) {
+	p := &proc{name: name, cmd: exec.Command(bin, args...), url: "http://" + addr, stderr: &tailBuffer{}, done: make(chan struct{})}
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -102,10 +108,10 @@ func startKeyauthz(bin, dataDir, bundle string, extra []string) (*proc, error) {
 		p.startup = time.Since(start)
 		return p, nil
 	case <-p.done:
-		return nil, fmt.Errorf("keyauthz exited before listening: %s", p.stderr)
-	case <-time.After(60 * time.Second):
+		return nil, fmt.Errorf("%s exited before listening: %s", name, p.stderr)
+	case <-time.After(timeout):
 		p.stop()
-		return nil, fmt.Errorf("keyauthz did not listen within 60s: %s", p.stderr)
+		return nil, fmt.Errorf("%s did not listen within %s: %s", name, timeout, p.stderr)
 	}
 }
 

@@ -19,7 +19,7 @@ import (
 	"github.com/keyauthz/keyauthz/internal/keys"
 )
 
-// etcdScheme is the --store prefix of cluster mode (design.md §11): etcd://host1:2379,host2:2379.
+// etcdScheme is the --store prefix of cluster mode (docs/cluster.md): etcd://host1:2379,host2:2379.
 const etcdScheme = "etcd://"
 
 // EtcdConfig is how serve reaches etcd in cluster mode, with the options etcd's own client
@@ -46,8 +46,12 @@ func storeEndpoints(store string) ([]string, error) {
 	var eps []string
 	for _, ep := range strings.Split(rest, ",") {
 		ep = strings.TrimSpace(ep)
+		if strings.Contains(ep, "@") {
+			// Not echoed: the text before '@' may be a password.
+			return nil, errors.New("--store: an endpoint holds user information; give etcd credentials with --etcd-user and --etcd-password-file")
+		}
 		host, port, err := net.SplitHostPort(ep)
-		if err != nil || host == "" || port == "" || strings.ContainsAny(ep, "/?#@") {
+		if err != nil || host == "" || port == "" || strings.ContainsAny(ep, "/?#") {
 			return nil, fmt.Errorf("--store %q: endpoint %q is not host:port", store, ep)
 		}
 		eps = append(eps, ep)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -34,6 +35,7 @@ func TestStoreFlags(t *testing.T) {
 	}{
 		{"bad scheme", nil, []string{"--store", "http://127.0.0.1:2379"}, []string{`--store "http://127.0.0.1:2379": want etcd://`}},
 		{"bad endpoint", nil, []string{"--store", "etcd://a:1,nohost"}, []string{`endpoint "nohost" is not host:port`}},
+		{"credentials in the endpoint", nil, []string{"--store", "etcd://root:hunter2@127.0.0.1:2379"}, []string{"--etcd-password-file"}},
 		{"etcd options without etcd", nil, []string{"--etcd-user", "u", "--etcd-cacert", "ca.pem"}, []string{"--etcd-user needs --store etcd://", "--etcd-cacert needs --store etcd://"}},
 		{"every problem at once", nil, []string{"--store", "etcd://127.0.0.1:2379", "--etcd-cert", "c.pem", "--etcd-user", "u", "--etcd-cacert", filepath.Join(dir, "missing.pem"), "--addr", "nope"},
 			[]string{"--etcd-cert and --etcd-key go together", "--etcd-user and --etcd-password-file go together", "--etcd-cacert: stat", "--addr"}},
@@ -44,7 +46,11 @@ func TestStoreFlags(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.note, func(t *testing.T) {
 			args := append([]string{"serve", "--check", "--data-dir", filepath.Join(t.TempDir(), "d")}, c.args...)
-			out, _, err := runCLI(t, c.env, args...)
+			out, stderr, err := runCLI(t, c.env, args...)
+			// A credential in a refused value is never echoed back.
+			if strings.Contains(fmt.Sprint(err)+out+stderr, "hunter2") {
+				t.Errorf("the password of a refused --store is echoed: %v\n%s%s", err, out, stderr)
+			}
 			if c.want == nil {
 				if err != nil || !strings.Contains(out, "are valid") {
 					t.Fatalf("want valid, got %v (%s)", err, out)

@@ -198,7 +198,7 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 			return fmt.Errorf("bootstrap: %w", err)
 		}
 		store, usageStore, health = cs, cs, cs.health(policy.Health)
-		// Interim safety (design.md §11): the caches do not yet handle a broken watch
+		// Interim safety (docs/cluster.md): the caches do not yet handle a broken watch
 		// (--stale-grace), so in cluster mode every decision reads etcd.
 		authzConfig.KeyCacheBytes, authzConfig.DecisionCacheBytes = 0, 0
 		logger.Info("cluster mode: domains, users and keys are in etcd; the key and decision caches are OFF (every decision reads etcd, so a change on any node is seen by every node on its next request)",

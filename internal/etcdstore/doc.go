@@ -1,4 +1,4 @@
-// Package etcdstore is the etcd-backed keys.Service of cluster mode (design.md §11): several
+// Package etcdstore is the etcd-backed keys.Service of cluster mode (docs/cluster.md): several
 // keyauthz nodes share one set of domains, users and keys kept in etcd, through the official
 // client (go.etcd.io/etcd/client/v3). It passes the same conformance suite as badgerstore
 // (internal/keys/storetest).

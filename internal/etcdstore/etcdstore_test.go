@@ -241,7 +241,7 @@ func (r *recorder) reset() {
 
 // TestChangesReachOtherStores: two stores on one etcd (each with its own client, as two
 // nodes): a create, a demotion and deletes on one reach the other's OnChange through the
-// watch. Latencies are logged; the only timed assertion is a generous deadline (design.md §11
+// watch. Latencies are logged; the only timed assertion is a generous deadline (docs/cluster.md
 // asks for 1 s, which the cluster test measures). The writer's own hooks report each change
 // exactly once (the watch does not report them again).
 func TestChangesReachOtherStores(t *testing.T) {

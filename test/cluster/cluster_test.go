@@ -1,4 +1,4 @@
-// Package cluster tests cluster mode (design.md §11) with real processes: an etcd member on
+// Package cluster tests cluster mode (docs/cluster.md) with real processes: an etcd member on
 // loopback (Debian's /usr/bin/etcd) and several `keyauthz serve --store etcd://...` nodes,
 // each with a data folder of its own, as docs/cluster.md runs them.
 //
