@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: help run build test test-go test-rego vet fuzz bench bundle
+.PHONY: help run build test test-go test-rego vet fuzz bench bundle cluster
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
@@ -38,3 +38,6 @@ bundle: ## build the policy bundle ./keyauthz.tar.gz (revision: a content hash)
 
 bench: ## benchmarks with allocations
 	$(GO) test -run XXX -bench . -benchmem ./...
+
+cluster: ## the cluster test's long form: three etcd members, three nodes, 2000 changes (docs/cluster.md#measured)
+	KEYAUTHZ_CLUSTER_CHANGES=2000 $(GO) test -count=1 -v -timeout 30m -run TestCluster ./test/cluster/

@@ -43,32 +43,11 @@ func makeStore(ctx context.Context, dir string, n, sampleN int) (*fixture, error
 		return nil, err
 	}
 	defer s.Close()
-	f := &fixture{domain: &keys.Domain{Name: "Acme", Domain: host}}
-	if err := s.CreateDomain(ctx, f.domain); err != nil {
+	f, err := seed(ctx, s)
+	if err != nil {
 		return nil, err
 	}
-	f.panelUser = &keys.User{AuthorityID: f.domain.ID, Name: "Panels", Email: "panels@" + host, Groups: []string{"sys-1"}}
-	fleet := &keys.User{AuthorityID: f.domain.ID, Name: "Fleet", Email: "fleet@" + host, Groups: []string{"sys-1"}}
-	f.fleetUser = fleet
-	for _, u := range []*keys.User{f.panelUser, fleet} {
-		if err := s.CreateUser(ctx, u); err != nil {
-			return nil, err
-		}
-	}
-	f.booking = &keys.APIKey{Name: "booking panel", UserID: f.panelUser.ID,
-		Scopes: []string{"systems.read", "control", "metadata.read", "zones.read"}}
-	f.kiosk = &keys.APIKey{Name: "map kiosk", UserID: f.panelUser.ID, Scopes: []string{"public.read", "zones.read"}}
-	for _, k := range []*keys.APIKey{f.booking, f.kiosk} {
-		p, err := s.CreateKey(ctx, k)
-		if err != nil {
-			return nil, err
-		}
-		if k == f.booking {
-			f.bookingPlain = string(p)
-		} else {
-			f.kioskPlain = string(p)
-		}
-	}
+	fleet := f.fleetUser
 	bulk := max(n-2, 0)
 	every := max(bulk/max(sampleN, 1), 1)
 	var genErr error
@@ -104,6 +83,37 @@ func makeStore(ctx context.Context, dir string, n, sampleN int) (*fixture, error
 	}
 	f.compactTime = time.Since(start)
 	return f, s.Close()
+}
+
+// seed creates, through s's API, the domain, the two users and the panel and kiosk keys of
+// the fixture (every store the harness fills starts so).
+func seed(ctx context.Context, s keys.Service) (*fixture, error) {
+	f := &fixture{domain: &keys.Domain{Name: "Acme", Domain: host}}
+	if err := s.CreateDomain(ctx, f.domain); err != nil {
+		return nil, err
+	}
+	f.panelUser = &keys.User{AuthorityID: f.domain.ID, Name: "Panels", Email: "panels@" + host, Groups: []string{"sys-1"}}
+	f.fleetUser = &keys.User{AuthorityID: f.domain.ID, Name: "Fleet", Email: "fleet@" + host, Groups: []string{"sys-1"}}
+	for _, u := range []*keys.User{f.panelUser, f.fleetUser} {
+		if err := s.CreateUser(ctx, u); err != nil {
+			return nil, err
+		}
+	}
+	f.booking = &keys.APIKey{Name: "booking panel", UserID: f.panelUser.ID,
+		Scopes: []string{"systems.read", "control", "metadata.read", "zones.read"}}
+	f.kiosk = &keys.APIKey{Name: "map kiosk", UserID: f.panelUser.ID, Scopes: []string{"public.read", "zones.read"}}
+	for _, k := range []*keys.APIKey{f.booking, f.kiosk} {
+		p, err := s.CreateKey(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		if k == f.booking {
+			f.bookingPlain = string(p)
+		} else {
+			f.kioskPlain = string(p)
+		}
+	}
+	return f, nil
 }
 
 // request is one request of the mix, as both servers get it.

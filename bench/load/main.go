@@ -3,10 +3,12 @@
 // `opa run --server` on the same bundle, and drives both decision endpoints with the same
 // request mix, alternating A B A B at the same concurrency. With -mode million it loads
 // 1,000,000 keys and reports keyauthz's memory, start-up time and decision latency against a
-// 1,000-key store.
+// 1,000-key store. With -mode etcd it measures a node on etcd (cluster mode) against one on
+// Badger, cache hits and misses (etcd.go).
 //
 //	go run ./bench/load [-duration 10s] [-conns 16] [-keys 1000] [-out bench/out/result.json]
 //	go run ./bench/load -mode million [-keys 1000000]
+//	go run ./bench/load -mode etcd [-keys 1000]     # a node on etcd against one on Badger
 //	go run ./bench/load -smoke
 package main
 
@@ -53,14 +55,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg config
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.mode, "mode", "compare", "compare (keyauthz against opa run --server) or million (1M keys: memory, start-up, latency)")
+	fs.StringVar(&cfg.mode, "mode", "compare", "compare (keyauthz against opa run --server), million (1M keys: memory, start-up, latency) or etcd (a node on etcd against one on Badger: cache hit and miss)")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "load time per server (split into -rounds, alternating A B A B)")
 	fs.DurationVar(&cfg.warmup, "warmup", 2*time.Second, "unmeasured load on each server before the first round")
 	fs.IntVar(&cfg.conns, "conns", 16, "concurrent keep-alive connections (one worker each)")
 	fs.IntVar(&cfg.keys, "keys", 0, "keys in the store (default 1000; 1000000 with -mode million)")
 	fs.IntVar(&cfg.rounds, "rounds", 2, "rounds per server")
 	fs.StringVar(&cfg.out, "out", "", "JSON result file (default bench/out/<mode>.json, bench/out/smoke.json with -smoke)")
-	fs.BoolVar(&cfg.smoke, "smoke", false, "a few seconds with tiny sizes, for CI: both modes, no figure asserted")
+	fs.BoolVar(&cfg.smoke, "smoke", false, "a few seconds with tiny sizes, for CI: every mode, no figure asserted")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the work folder (binaries, bundle, data)")
 	fs.StringVar(&cfg.workloads, "workloads", "repeated,distinct", "compare workloads, comma-separated: repeated (one request again), distinct (a new system id every request, 50 keys cycled), mix (11 requests cycled)")
 	serveFloorAddr := fs.String("serve-floor", "", "internal: serve the HTTP floor on this address (the harness starts it)")
@@ -112,13 +114,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if report["compare"], err = h.compare(ctx); err != nil {
 			return err
 		}
-		report["million"], err = h.million(ctx, 1000)
+		if report["million"], err = h.million(ctx, 1000); err != nil {
+			return err
+		}
+		report["etcd"], err = h.etcdVsBadger(ctx)
 	case cfg.mode == "compare":
 		report["compare"], err = h.compare(ctx)
 	case cfg.mode == "million":
 		report["million"], err = h.million(ctx, cmpOr(cfg.keys, 1_000_000))
+	case cfg.mode == "etcd":
+		report["etcd"], err = h.etcdVsBadger(ctx)
 	default:
-		err = fmt.Errorf("-mode %q: want compare or million", cfg.mode)
+		err = fmt.Errorf("-mode %q: want compare, million or etcd", cfg.mode)
 	}
 	if err != nil {
 		return err

@@ -119,18 +119,19 @@ type failureRecord struct {
 
 // keyRecord is a key as the admin API shows it.
 type keyRecord struct {
-	ID          string   `json:"id"`
-	Name        string   `json:"name"`
-	Description string   `json:"description"`
-	Scopes      []string `json:"scopes"`
-	Permissions string   `json:"permissions"`
-	UserID      string   `json:"user_id"`
-	AuthorityID string   `json:"authority_id"`
-	CreatedAt   int64    `json:"created_at"`
-	UpdatedAt   int64    `json:"updated_at"`
-	ExpiresAt   *int64   `json:"expires_at"`
-	LastUsedAt  *int64   `json:"last_used_at"`
-	XAPIKey     *string  `json:"x_api_key"`
+	ID           string   `json:"id"`
+	Name         string   `json:"name"`
+	Description  string   `json:"description"`
+	Scopes       []string `json:"scopes"`
+	Permissions  string   `json:"permissions"`
+	UserID       string   `json:"user_id"`
+	AuthorityID  string   `json:"authority_id"`
+	CreatedAt    int64    `json:"created_at"`
+	UpdatedAt    int64    `json:"updated_at"`
+	ExpiresAt    *int64   `json:"expires_at"`
+	LastUsedAt   *int64   `json:"last_used_at"`
+	AllowedCIDRs []string `json:"allowed_cidrs"`
+	XAPIKey      *string  `json:"x_api_key"`
 }
 
 // world is a started server with the bootstrap domain's id and the ids it needs.
@@ -254,7 +255,7 @@ func TestKeyLifecycle(t *testing.T) {
 		ID: id, Name: "Booking panel room 1", Description: "meeting room booking panel",
 		Scopes:      []string{"users.read", "systems.read", "control", "zones.read", "metadata.read"},
 		Permissions: "user", UserID: userID, AuthorityID: w.domainID,
-		CreatedAt: created.CreatedAt, UpdatedAt: created.UpdatedAt,
+		CreatedAt: created.CreatedAt, UpdatedAt: created.UpdatedAt, AllowedCIDRs: []string{},
 	}
 	if created.CreatedAt < before || created.CreatedAt > time.Now().Unix() {
 		t.Errorf("created_at %d not within the test's run", created.CreatedAt)

@@ -76,10 +76,13 @@ func isEmptyDir(dir string) bool {
 // an admin key (scopes public, permissions admin), and writes the key to
 // <data-dir>/bootstrap.key. It logs the file's path, never the key.
 //
-// In cluster mode several nodes may find the store empty at once: the domain's creation is
-// the one transaction that decides (its host is unique), so exactly one node goes on to create
-// the user and key and write its file; the others, refused with "has already been taken",
-// remove their empty file and log that the cluster is already bootstrapped.
+// In cluster mode several nodes may find the store empty at once. The etcd store creates the
+// three records in one transaction that commits only while no domain exists (Bootstrapper),
+// so exactly one node creates them and writes its file; the others remove their empty file
+// and log that the cluster is already bootstrapped, and a node that dies mid-way leaves no
+// domain without its admin. A store without that transaction creates them one by one: the
+// domain's creation decides (its host is unique), and a node refused with "has already been
+// taken" stops there.
 func bootstrap(ctx context.Context, store keys.Service, cfg Config, logger *slog.Logger) (err error) {
 	domains, err := store.ListDomains(ctx)
 	if err != nil {
@@ -106,6 +109,25 @@ func bootstrap(ctx context.Context, store keys.Service, cfg Config, logger *slog
 	}()
 	host, _ := keys.NormalizeHost(cfg.BootstrapDomain)
 	d := &keys.Domain{Name: host, Domain: host, Description: "created by keyauthz on first start"}
+	u := &keys.User{Name: "admin", Email: "admin@" + host, SysAdmin: true, Support: true}
+	k := &keys.APIKey{
+		Name: "bootstrap", Description: "admin key created on first start",
+		Scopes: []string{"public"}, Permissions: keys.PermissionAdmin,
+	}
+	if b, ok := store.(Bootstrapper); ok {
+		plaintext, created, err := b.Bootstrap(ctx, d, u, k)
+		if err != nil {
+			return err
+		}
+		if !created {
+			_ = f.Close()
+			_ = os.Remove(path)
+			logger.Info("the cluster is already bootstrapped: another node created the bootstrap domain first; no bootstrap key written by this node",
+				"domain", host)
+			return nil
+		}
+		return finishBootstrap(f, plaintext, d, u, k, path, logger)
+	}
 	if err := store.CreateDomain(ctx, d); err != nil {
 		if isTaken(err, "domain") {
 			// Another node's bootstrap won the race (cluster mode): ours stops here.
@@ -117,26 +139,32 @@ func bootstrap(ctx context.Context, store keys.Service, cfg Config, logger *slog
 		}
 		return err
 	}
-	u := &keys.User{
-		AuthorityID: d.ID, Name: "admin", Email: "admin@" + host,
-		SysAdmin: true, Support: true,
-	}
+	u.AuthorityID = d.ID
 	if err := store.CreateUser(ctx, u); err != nil {
 		return err
 	}
-	k := &keys.APIKey{
-		Name: "bootstrap", Description: "admin key created on first start",
-		Scopes: []string{"public"}, Permissions: keys.PermissionAdmin, UserID: u.ID,
-	}
+	k.UserID = u.ID
 	plaintext, err := store.CreateKey(ctx, k)
 	if err != nil {
 		return err
 	}
+	return finishBootstrap(f, plaintext, d, u, k, path, logger)
+}
+
+// Bootstrapper is a store that creates the bootstrap records in one transaction, and only
+// while it holds no domain (etcdstore.Store.Bootstrap): created is false when another node
+// did it first.
+type Bootstrapper interface {
+	Bootstrap(ctx context.Context, d *keys.Domain, u *keys.User, k *keys.APIKey) (plaintext keys.Secret, created bool, err error)
+}
+
+// finishBootstrap writes the new key to f (at path) and logs where it is, never the key.
+func finishBootstrap(f *os.File, plaintext keys.Secret, d *keys.Domain, u *keys.User, k *keys.APIKey, path string, logger *slog.Logger) error {
 	if err := writeSecret(f, string(plaintext)+"\n"); err != nil {
 		return err
 	}
 	logger.Info("bootstrapped: created a domain, an admin user and an admin key; the key is in the file",
-		"domain", host, "user_id", u.ID, "key_id", k.ID, "key_file", path)
+		"domain", d.Domain, "user_id", u.ID, "key_id", k.ID, "key_file", path)
 	return nil
 }
 

@@ -122,7 +122,7 @@ func TestCommandUsageErrors(t *testing.T) {
 		want []string
 	}{
 		{"unknown command", nil, []string{"frobnicate"}, []string{`unknown command "frobnicate"`, "serve, keys, domains, users", "keyauthz help"}},
-		{"unknown subcommand", nil, []string{"keys", "rotate"}, []string{`keys: unknown command "rotate"`, "list, show, create, update, delete"}},
+		{"unknown subcommand", nil, []string{"keys", "revoke"}, []string{`keys: unknown command "revoke"`, "list, show, create, update, delete, rotate"}},
 		{"missing subcommand", nil, []string{"domains"}, []string{"domains: missing command"}},
 		{"unknown flag", nil, []string{"keys", "list", "--colour"}, []string{"keys list: flag provided but not defined: -colour", "keyauthz keys list -h"}},
 		{"unknown flag of serve", nil, []string{"serve", "--colour"}, []string{"colour"}},
@@ -138,7 +138,7 @@ func TestCommandUsageErrors(t *testing.T) {
 		{"bad url", map[string]string{"KEYAUTHZ_API_KEY": "k"}, []string{"keys", "list", "--url", "localhost:8080"}, []string{`--url "localhost:8080"`}},
 		{"version takes no arguments", nil, []string{"version", "now"}, []string{"version: unexpected arguments"}},
 		{"bundle build takes no arguments", nil, []string{"bundle", "build", "x"}, []string{"bundle build: unexpected arguments"}},
-		{"help of an unknown command", nil, []string{"help", "keys", "rotate"}, []string{`unknown command "keys rotate"`}},
+		{"help of an unknown command", nil, []string{"help", "keys", "revoke"}, []string{`unknown command "keys revoke"`}},
 	}
 	for _, c := range cases {
 		t.Run(c.note, func(t *testing.T) {

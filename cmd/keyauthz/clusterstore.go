@@ -17,6 +17,7 @@ import (
 
 	"github.com/keyauthz/keyauthz/internal/etcdstore"
 	"github.com/keyauthz/keyauthz/internal/keys"
+	"github.com/keyauthz/keyauthz/internal/server"
 )
 
 // etcdScheme is the --store prefix of cluster mode (docs/cluster.md): etcd://host1:2379,host2:2379.
@@ -72,8 +73,15 @@ func (cfg Config) validateStore() []error {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	if cfg.StaleGrace < 0 {
+		errs = append(errs, errors.New("--stale-grace must not be negative"))
+	}
 	e := cfg.Etcd
 	if eps == nil && err == nil {
+		if cfg.StaleGrace != 0 {
+			// Badger is local: its view is always confirmed, so a grace would mean nothing.
+			errs = append(errs, errors.New("--stale-grace needs --store etcd://HOST:PORT"))
+		}
 		for _, f := range []struct{ name, v string }{
 			{"--etcd-cacert", e.CACert}, {"--etcd-cert", e.Cert}, {"--etcd-key", e.Key},
 			{"--etcd-user", e.User}, {"--etcd-password-file", e.PasswordFile},
@@ -176,12 +184,13 @@ func openClusterStore(ctx context.Context, cfg Config, logger *slog.Logger) (*cl
 	if err != nil {
 		return nil, fmt.Errorf("etcd client: %w", err)
 	}
-	s, err := etcdstore.Open(ctx, cli, etcdstore.WithLogger(logger))
+	// Uses within one flush interval of the stored last_used_at are not written again: a key
+	// used on every node is written about once per interval, not once per node (usage.go).
+	s, err := etcdstore.Open(ctx, cli, etcdstore.WithLogger(logger), etcdstore.WithUseResolution(usageFlushInterval))
 	if err != nil {
 		_ = cli.Close()
 		return nil, fmt.Errorf("etcd store %s: %w", strings.Join(cc.Endpoints, ","), err)
 	}
-	s.OnResync(func() { logger.Warn("etcd watch lost history and resynced") })
 	return &clusterStore{Store: s, cli: cli}, nil
 }
 
@@ -190,22 +199,32 @@ func (c *clusterStore) Close() error {
 	return errors.Join(c.Store.Close(), c.cli.Close())
 }
 
-// health is /health's check in cluster mode: the policy first, then etcd (a Ping): an etcd
-// that does not answer is a 503, since with the caches off no decision can be made.
-func (c *clusterStore) health(policy func() error) func() error {
+// health is /health's check in cluster mode (docs/cluster.md#failures): the policy first,
+// then the store's view of etcd, as its heartbeat last found it (no request of its own, so a
+// probe never waits for etcd):
+//   - confirmed: ok;
+//   - etcd unreachable, within the stale grace: degraded (200): cached keys are still decided,
+//     writes answer 503;
+//   - etcd unreachable beyond the grace: unhealthy (503): every decision would be a 503 deny;
+//   - etcd answering but the watch broken: degraded (200): decisions read etcd, uncached.
+func (c *clusterStore) health(policy func() error, grace time.Duration) func() error {
 	return func() error {
 		if err := policy(); err != nil {
 			return err
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		if err := c.Ping(ctx); err != nil {
-			if errors.Is(err, context.DeadlineExceeded) {
-				err = errors.New("no answer within 3s")
-			}
-			return fmt.Errorf("etcd unreachable: admin writes answer 503 and decisions are refused until it is back: %w", err)
+		v := c.Confirmation()
+		if v.Confirmed {
+			return nil
 		}
-		return nil
+		since := v.Since.UTC().Format(time.RFC3339Nano)
+		if !v.Unreachable {
+			return &server.Degraded{Err: fmt.Errorf("%w (unconfirmed since %s): caches bypassed, every decision reads etcd", v.Reason, since)}
+		}
+		if until := v.Since.Add(grace); grace > 0 && time.Now().Before(until) {
+			return &server.Degraded{Err: fmt.Errorf("%w (unconfirmed since %s): admin writes answer 503; cached keys are decided until %s (--stale-grace %v), others are refused",
+				v.Reason, since, until.UTC().Format(time.RFC3339Nano), grace)}
+		}
+		return fmt.Errorf("%w (unconfirmed since %s, --stale-grace %v): admin writes answer 503 and decisions are refused until it is back", v.Reason, since, grace)
 	}
 }
 

@@ -42,6 +42,10 @@ func TestStoreFlags(t *testing.T) {
 		{"empty password file", nil, []string{"--store", "etcd://127.0.0.1:2379", "--etcd-user", "u", "--etcd-password-file", empty}, []string{"is empty"}},
 		{"from the environment", map[string]string{"KEYAUTHZ_STORE": "etcd:/x"}, nil, []string{`--store "etcd:/x"`}},
 		{"valid", map[string]string{"KEYAUTHZ_STORE": "etcd://127.0.0.1:1,[::1]:2", "KEYAUTHZ_ETCD_USER": "u", "KEYAUTHZ_ETCD_PASSWORD_FILE": pw}, nil, nil},
+		{"stale grace without etcd", nil, []string{"--stale-grace", "30s"}, []string{"--stale-grace needs --store etcd://"}},
+		{"negative stale grace", nil, []string{"--store", "etcd://127.0.0.1:2379", "--stale-grace", "-1s"}, []string{"--stale-grace must not be negative"}},
+		{"stale grace not a duration", map[string]string{"KEYAUTHZ_STORE": "etcd://127.0.0.1:2379", "KEYAUTHZ_STALE_GRACE": "30"}, nil, []string{"KEYAUTHZ_STALE_GRACE"}},
+		{"stale grace from the environment", map[string]string{"KEYAUTHZ_STORE": "etcd://127.0.0.1:2379", "KEYAUTHZ_STALE_GRACE": "30s"}, nil, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.note, func(t *testing.T) {

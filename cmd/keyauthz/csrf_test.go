@@ -187,7 +187,7 @@ func TestCrossSiteForwardAuth(t *testing.T) {
 
 	ask := func(t *testing.T, method, uri string, h map[string]string, cookie *string) reply {
 		t.Helper()
-		header := map[string]string{"X-Original-Method": method, "X-Original-URI": uri}
+		header := map[string]string{"X-Original-Method": method, "X-Original-URI": uri, "X-Original-Remote-Addr": "192.0.2.1"}
 		for k, v := range h {
 			header[k] = v
 		}

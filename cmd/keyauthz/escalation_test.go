@@ -292,10 +292,21 @@ func TestMintingCap(t *testing.T) {
 	opsKey := *ops.XAPIKey
 	panel := w.createKey(t, bookingPanel(panelUser, "panel"))
 	bootstrapID, _, _ := strings.Cut(w.AdminKey, ".")
-
-	newKey := func(user, permissions string, scopes ...string) map[string]any {
-		return map[string]any{"name": "minted", "user_id": user, "permissions": permissions, "scopes": scopes}
+	// An admin key confined to loopback (where the test's requests come from): it must not mint
+	// a key usable from anywhere else.
+	loopback := w.createKey(t, map[string]any{"name": "loopback ops", "user_id": opsUser, "permissions": "admin",
+		"scopes": []string{"api_keys"}, "allowed_cidrs": []string{"127.0.0.0/8", "::1"}})
+	loopbackKey := *loopback.XAPIKey
+	confined := func(cidrs ...string) map[string]any {
+		k := newKeyBody(panelUser, "user", "api_keys.read")
+		k["name"] = "confined"
+		if cidrs != nil {
+			k["allowed_cidrs"] = cidrs
+		}
+		return k
 	}
+
+	newKey := newKeyBody
 	keysPath := "/api/engine/v2/api_keys"
 	cases := []struct {
 		name, method, key, path string
@@ -324,6 +335,14 @@ func TestMintingCap(t *testing.T) {
 			"cannot change key " + bootstrapID + ": it holds scope public, which the calling key does not hold"},
 		{"raise a key above its level", "PATCH", w.AdminKey, keysPath + "/" + panel.ID, map[string]any{"permissions": "admin_support"},
 			"cannot grant permissions admin_support: above the calling key's admin"},
+		{"a confined key mints an unconfined one", "POST", loopbackKey, keysPath, confined(),
+			"cannot grant a key usable from any network: the calling key is allowed only from 127.0.0.0/8, ::1/128"},
+		{"a confined key mints one for another network", "POST", loopbackKey, keysPath, confined("127.0.0.0/24", "192.0.2.0/24"),
+			"cannot grant a key usable from 192.0.2.0/24: the calling key is allowed only from 127.0.0.0/8, ::1/128"},
+		{"a confined key lifts its own allow-list", "PATCH", loopbackKey, keysPath + "/" + loopback.ID, map[string]any{"allowed_cidrs": nil},
+			"cannot grant a key usable from any network: the calling key is allowed only from 127.0.0.0/8, ::1/128"},
+		{"a confined key deletes an unconfined one", "DELETE", loopbackKey, keysPath + "/" + panel.ID, nil,
+			"cannot delete key " + panel.ID + ": it holds scope users.read, which the calling key does not hold"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -335,6 +354,10 @@ func TestMintingCap(t *testing.T) {
 	}
 
 	t.Run("within the caller's rights", func(t *testing.T) {
+		// A confined key mints keys confined within its own networks.
+		if k := w.createKeyAs(t, loopbackKey, confined("127.0.0.1")); !cmp.Equal(k.AllowedCIDRs, []string{"127.0.0.1/32"}) {
+			t.Errorf("minted %+v", k)
+		}
 		// api_keys covers api_keys.read in any case; the level is the caller's or below.
 		k := w.createKeyAs(t, opsKey, newKey(opsUser, "admin", "api_keys.READ"))
 		if !cmp.Equal(k.Scopes, []string{"api_keys.read"}) || k.Permissions != "admin" {
@@ -675,4 +698,9 @@ func TestLinkHeaderEchoesNoKey(t *testing.T) {
 	if link != want {
 		t.Errorf("Link = %s, want %s", link, want)
 	}
+}
+
+// newKeyBody is a create-key request body named "minted".
+func newKeyBody(user, permissions string, scopes ...string) map[string]any {
+	return map[string]any{"name": "minted", "user_id": user, "permissions": permissions, "scopes": scopes}
 }

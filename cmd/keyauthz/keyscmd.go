@@ -12,7 +12,7 @@ var keysResource = resource{
 	name:    "keys",
 	noun:    "API key",
 	path:    "/api/engine/v2/api_keys",
-	summary: "list, show, create, update and delete API keys over the admin API",
+	summary: "list, show, create, update, delete and rotate API keys over the admin API",
 	help:    "The caller's key needs the api_keys scope and admin level; no key creates a key stronger than itself.",
 	filters: []field{
 		{flag: "authority-id", json: "authority_id", usage: "only this domain's keys (a domain `id`)"},
@@ -32,13 +32,18 @@ var keysResource = resource{
 		textCol("ID", "id"), textCol("NAME", "name"), listCol("SCOPES", "scopes"),
 		textCol("PERMISSIONS", "permissions"), textCol("USER", "user_id"),
 		timeCol("EXPIRES", "expires_at", "never"), timeCol("LAST USED", "last_used_at", "never"),
+		textCol("STATE", "state"),
 	},
 	details: []column{
 		textCol("ID", "id"), textCol("NAME", "name"), textCol("DESCRIPTION", "description"),
 		listCol("SCOPES", "scopes"), textCol("PERMISSIONS", "permissions"), textCol("USER", "user_id"),
 		textCol("DOMAIN", "authority_id"), timeCol("CREATED", "created_at", "-"),
 		timeCol("UPDATED", "updated_at", "-"), timeCol("EXPIRES", "expires_at", "never"),
-		timeCol("LAST USED", "last_used_at", "never"),
+		timeCol("LAST USED", "last_used_at", "never"), textCol("STATE", "state"),
+		{header: "ROTATED FROM", value: textCol("", "rotated_from").value, omitEmpty: true},
+		{header: "REPLACED BY", value: textCol("", "replaced_by").value, omitEmpty: true},
+		{header: "ALLOWED CIDRS", value: listCol("", "allowed_cidrs").value, omitEmpty: true},
+		rateLimitCol("RATE LIMIT"),
 		{header: "API KEY", value: textCol("", "x_api_key").value, omitEmpty: true},
 	},
 	created: func(c *cli, obj map[string]any) {
@@ -57,7 +62,11 @@ func keyExtraFlags(fs *flag.FlagSet, create bool) func(c *cli, body map[string]a
 	}
 	at := fs.String("expires-at", "", "expire the key at this `time`: RFC 3339, a date (midnight UTC) or Unix seconds; "+never)
 	in := fs.Duration("expires-in", 0, "expire the key after this `duration` from now, e.g. 720h")
+	limits := keyLimitFlags(fs, create) // keyslimits.go
 	return func(c *cli, body map[string]any) error {
+		if err := limits(c, body); err != nil {
+			return err
+		}
 		if _, ok := body["scopes"]; create && !ok {
 			body["scopes"] = []string{}
 		}

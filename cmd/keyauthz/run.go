@@ -25,9 +25,11 @@ func commands() *command {
 				// Bad environment values are reported with the configuration's other problems.
 				envWithRun: true,
 			},
-			resourceCommand(keysResource),
+			keysCommand(),
 			resourceCommand(domainsResource),
 			resourceCommand(usersResource),
+			importCommand, // importcmd.go
+			auditCommand,  // auditcmd.go
 			{
 				name:    "decide",
 				summary: "decide one request from the command line, with the built-in policy or another",

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -51,6 +52,13 @@ type Config struct {
 	// for cluster mode (clusterstore.go), reached with the options of Etcd.
 	Store string
 	Etcd  EtcdConfig
+	// StaleGrace is how long after its view of etcd was last confirmed a node in cluster mode
+	// still serves cached answers (docs/cluster.md#--stale-grace); 0 serves none.
+	StaleGrace time.Duration
+	// AuditRetentionCount and AuditRetentionAge bound the audit log (auditcmd.go,
+	// docs/audit.md#retention); 0 keeps every record.
+	AuditRetentionCount int
+	AuditRetentionAge   time.Duration
 }
 
 // DefaultConfig is the embedded default: loopback, ./data, the built-in policy.
@@ -102,12 +110,14 @@ func declareServeFlags(fs *flag.FlagSet) *Config {
 	// distinct paths filled 400 MB), so only 0, "off", is still taken.
 	fs.Func("key-cache-size", "replaced by --key-cache-bytes; only 0 (off) is accepted", replacedSize("key-cache", &cfg.KeyCacheBytes))
 	fs.Func("decision-cache-size", "replaced by --decision-cache-bytes; only 0 (off) is accepted", replacedSize("decision-cache", &cfg.DecisionCacheBytes))
-	fs.StringVar(&cfg.Store, "store", "", "etcd://host:port[,host:port...] keeps domains, users and keys in etcd (cluster mode; the key and decision caches are then off); default: Badger in --data-dir")
+	fs.StringVar(&cfg.Store, "store", "", "etcd://host:port[,host:port...] keeps domains, users and keys in etcd (cluster mode); default: Badger in --data-dir")
+	fs.DurationVar(&cfg.StaleGrace, "stale-grace", 0, "cluster mode: how long after the node last confirmed its view of etcd (watch delivering, quorum answering) it still serves cached keys and decisions; 0 serves none then (fail closed)")
 	fs.StringVar(&cfg.Etcd.CACert, "etcd-cacert", "", "CA certificate (PEM) that etcd's server certificates must chain to (cluster mode)")
 	fs.StringVar(&cfg.Etcd.Cert, "etcd-cert", "", "client certificate (PEM) presented to etcd (cluster mode; with --etcd-key)")
 	fs.StringVar(&cfg.Etcd.Key, "etcd-key", "", "private key (PEM) of --etcd-cert")
 	fs.StringVar(&cfg.Etcd.User, "etcd-user", "", "etcd user name (cluster mode; with --etcd-password-file)")
 	fs.StringVar(&cfg.Etcd.PasswordFile, "etcd-password-file", "", "file holding the password of --etcd-user (never give a password on the command line)")
+	declareAuditFlags(fs, &cfg) // auditcmd.go
 	fs.BoolVar(&cfg.Check, "check", false, "validate the configuration and the policy, then exit")
 	return &cfg
 }
@@ -146,6 +156,7 @@ func (cfg Config) Validate() []error {
 		errs = append(errs, errors.New("--eval-timeout must be positive"))
 	}
 	errs = append(errs, cfg.validateStore()...)
+	errs = append(errs, cfg.validateAudit()...)
 	return errs
 }
 
@@ -179,10 +190,9 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		return err
 	}
 	var (
-		store       keys.Service
-		usageStore  keys.UsageStore
-		health      func() error
-		authzConfig = cfg
+		store      keys.Service
+		usageStore keys.UsageStore
+		health     func() error
 	)
 	if eps, _ := storeEndpoints(cfg.Store); eps != nil {
 		cs, err := openClusterStore(ctx, cfg, logger)
@@ -197,12 +207,9 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		if err := bootstrap(ctx, cs, cfg, logger); err != nil {
 			return fmt.Errorf("bootstrap: %w", err)
 		}
-		store, usageStore, health = cs, cs, cs.health(policy.Health)
-		// Interim safety (docs/cluster.md): the caches do not yet handle a broken watch
-		// (--stale-grace), so in cluster mode every decision reads etcd.
-		authzConfig.KeyCacheBytes, authzConfig.DecisionCacheBytes = 0, 0
-		logger.Info("cluster mode: domains, users and keys are in etcd; the key and decision caches are OFF (every decision reads etcd, so a change on any node is seen by every node on its next request)",
-			"etcd", strings.Join(eps, ","))
+		store, usageStore, health = cs, cs, cs.health(policy.Health, cfg.StaleGrace)
+		logger.Info("cluster mode: domains, users and keys are in etcd; the caches follow its watch",
+			"etcd", strings.Join(eps, ","), "stale_grace", cfg.StaleGrace.String())
 	} else {
 		bs, err := badgerstore.Open(cfg.DataDir, badgerstore.WithLogger(logger))
 		if err != nil {
@@ -221,6 +228,10 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		store, usageStore, health = bs, bs, serviceHealth(policy.Health, bs.CheckSpace)
 	}
 
+	// The audit log's retention (auditcmd.go); stopped before the store closes.
+	stopPrune := pruneAudit(ctx, store, cfg, logger)
+	defer stopPrune()
+
 	var decisionLog *server.DecisionLogger
 	if cfg.DecisionLog != "" {
 		w, closeLog, err := openDecisionLog(cfg.DecisionLog, stdout)
@@ -238,6 +249,12 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	usageDone := make(chan struct{})
 	go func() {
 		defer close(usageDone)
+		// Nodes started together would flush together: each starts its ticker after a random
+		// part of the interval (docs/cluster.md#last_used_at). A stop meanwhile flushes once.
+		select {
+		case <-usageCtx.Done():
+		case <-time.After(rand.N(usageFlushInterval)):
+		}
 		usage.Run(usageCtx, usageFlushInterval)
 	}()
 	defer func() {
@@ -248,7 +265,7 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		Logger:      logger,
 		Store:       store,
 		Engine:      policy.engine,
-		Authorizer:  newAuthorizer(authzConfig, store, policy.engine, usage, logger),
+		Authorizer:  newAuthorizer(cfg, store, policy.engine, usage, logger),
 		Health:      health,
 		Scopes:      policy.Scopes,
 		Version:     version(),
@@ -354,15 +371,14 @@ func serviceHealth(policy, checkSpace func() error) func() error {
 // the server's tests use too) with the cache bounds of cfg, a bound of 0 turning a cache off,
 // and usage recording every use of a valid key.
 func newAuthorizer(cfg Config, store keys.Service, engine *opa.Engine, usage authz.UsageRecorder, logger *slog.Logger) *authz.Authorizer {
-	hostBytes := cache.DefaultOptions().HostBytes
-	if cfg.clustered() {
-		hostBytes = 0 // cluster mode: no cache at all until the caches follow etcd's watch
-	}
 	return authz.New(store, engine, authz.Options{
 		Cache: cache.Options{
 			KeyBytes:        cfg.KeyCacheBytes,
 			UnknownKeyBytes: cfg.KeyCacheBytes / 2,
-			HostBytes:       hostBytes,
+			HostBytes:       cache.DefaultOptions().HostBytes,
+			// In cluster mode the store is a cache.Confirmer: past the grace, the caches are
+			// bypassed (docs/cluster.md#--stale-grace). Badger is always confirmed.
+			StaleGrace: cfg.StaleGrace,
 		},
 		DecisionBytes: cfg.DecisionCacheBytes,
 		Usage:         usage,

@@ -93,6 +93,10 @@ type Request struct {
 	Header http.Header
 	// Protocol, when "http" or "websocket", overrides the protocol read from Upgrade.
 	Protocol string
+	// ClientIP is the client's address as the surface's trusted source gives it ("" when it
+	// gives none; docs/limits.md#the-client-address). Anything keys.ParseClientIP does not
+	// read is unknown, and a key with an allow-list is then refused.
+	ClientIP string
 }
 
 // Result is the outcome of Authorize: the decision and who the caller is.
@@ -109,6 +113,8 @@ type Result struct {
 	// Revision is the revision of the policy that decided ("" when Go denied before the policy
 	// ran, or no policy is loaded).
 	Revision string
+	// RetryAfter is set on a 429 deny (the key's rate limit): how long until it may try again.
+	RetryAfter time.Duration
 }
 
 // Authorizer is the credential path. It is built by New and is safe for concurrent use.
@@ -125,6 +131,7 @@ type Authorizer struct {
 	usage     UsageRecorder
 	logger    *slog.Logger
 	now       func() time.Time
+	limiter   *limiter // per-key rate limits (ratelimit.go)
 }
 
 // Options configures New. The zero Options caches nothing; DefaultOptions is what keyauthz
@@ -146,6 +153,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// RateLimitBuckets bounds the rate-limit buckets kept (ratelimit.go); 0 means
+	// DefaultRateLimitBuckets.
+	RateLimitBuckets int
 }
 
 // DefaultOptions are the cache bounds keyauthz serve uses unless told otherwise.
@@ -168,6 +178,7 @@ func New(src cache.Source, engine Engine, o Options) *Authorizer {
 		logger: o.Logger,
 		now:    o.Now,
 	}
+	a.limiter = newLimiter(o.RateLimitBuckets)
 	a.decisions = cache.NewDecisions(o.DecisionBytes, a.store)
 	if a.logger == nil {
 		a.logger = slog.Default()
@@ -191,7 +202,16 @@ type UsageRecorder interface {
 }
 
 // Authorize judges r. It never allows on an error: every failure is a deny with its status.
+// An allow for a key with a rate limit takes a token from its bucket, and is a 429 deny
+// when there is none (ratelimit.go).
 func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
+	res := a.authorize(ctx, r)
+	a.limit(&res)
+	return res
+}
+
+// authorize is Authorize before the rate limit: the credential path and the policy.
+func (a *Authorizer) authorize(ctx context.Context, r Request) Result {
 	now := a.now()
 	// The generation is read before anything is read from the store. A decision is cached
 	// with the versions of the records it was made from (deps: the key, its user, its domain,
@@ -218,6 +238,9 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 		Query:     query,
 		CrossSite: CrossSite(r.Header, r.Host),
 	}}
+	if r.ClientIP != "" {
+		in.Request.ClientIP, _ = keys.ParseClientIP(r.ClientIP)
+	}
 	res := Result{}
 	if present {
 		res.KeyID = KeyID(cred)
@@ -259,7 +282,7 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 		case err == nil:
 			d.SetInput(&in)
 		case keys.ErrorCode(err) != keys.ENOTFOUND:
-			a.logger.ErrorContext(ctx, "domain lookup failed", "host", in.Request.Host, "err", err)
+			a.logger.Log(ctx, faultLevel(err), "domain lookup failed", "host", in.Request.Host, "err", err)
 			res.Input = in
 			res.Decision = storeFault(err)
 			return res
@@ -274,6 +297,7 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	dk := cache.DecisionKey{
 		Method: in.Request.Method, Path: in.Request.Path, Host: in.Request.Host,
 		Protocol: in.Request.Protocol, CrossSite: in.Request.CrossSite, Policy: a.engine.Policy(),
+		ClientIP: in.Request.ClientIP,
 	}
 	if len(query) > 0 {
 		dk.Query = url.Values(query).Encode()
@@ -306,9 +330,19 @@ func (a *Authorizer) authnDenial(err error, keyID string) opa.Decision {
 		return opa.Decision{Status: http.StatusUnauthorized, Message: MsgUnknownKey}
 	default:
 		// A store fault must not become an allow: log it and deny.
-		a.logger.Error("key lookup failed", "key_id", keyID, "err", err)
+		a.logger.Log(context.Background(), faultLevel(err), "key lookup failed", "key_id", keyID, "err", err)
 		return storeFault(err)
 	}
+}
+
+// faultLevel is the log level of a store fault: an unreachable store is logged once by the
+// store when it goes and when it is back (docs/cluster.md#failures), not again by each of the
+// decisions it refuses meanwhile (debug); any other fault is an error.
+func faultLevel(err error) slog.Level {
+	if keys.ErrorCode(err) == keys.EUNAVAILABLE {
+		return slog.LevelDebug
+	}
+	return slog.LevelError
 }
 
 // storeFault is the deny for a store that failed: 503 when it cannot be reached (an etcd

@@ -3,6 +3,7 @@ package badgerstore
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 
 	"github.com/dgraph-io/badger/v4"
@@ -36,7 +37,7 @@ func (s *Store) CreateKey(ctx context.Context, k *keys.APIKey) (keys.Secret, err
 		if err := n.Validate(user, nameTaken); err != nil {
 			return err
 		}
-		if dup, err := exists(t.txn, kKey(rec.ID)); err != nil || dup {
+		if dup, err := keyIDUsed(t.txn, rec.ID); err != nil || dup {
 			return cmp.Or(err, errors.New("create key: id collision"))
 		}
 		if err := putKey(t.txn, rec, n.Hash); err != nil {
@@ -46,6 +47,7 @@ func (s *Store) CreateKey(ctx context.Context, k *keys.APIKey) (keys.Secret, err
 			return err
 		}
 		t.changed(keys.KindKey, rec.ID, &t.dKeys, 1)
+		t.audit(keys.AuditCreate, keys.KindKey, rec.ID, nil, rec)
 		return nil
 	})
 	if err != nil {
@@ -113,6 +115,10 @@ func (s *Store) UpdateKey(ctx context.Context, id string, u keys.KeyUpdate) (*ke
 			return err
 		}
 		hash, oldName := rec.Hash, rec.Name
+		before, err := json.Marshal(rec) // as it was: Apply edits rec in place
+		if err != nil {
+			return err
+		}
 		user := func(id string) (*keys.User, error) { return getUser(t.txn, id) }
 		nameTaken := func(name string) (bool, error) { return exists(t.txn, kKeyName(rec.AuthorityID, name)) }
 		renamed, err := p.Apply(rec, user, nameTaken)
@@ -132,6 +138,7 @@ func (s *Store) UpdateKey(ctx context.Context, id string, u keys.KeyUpdate) (*ke
 		}
 		t.changed(keys.KindKey, rec.ID, nil, 0)
 		rec.Hash = ""
+		t.audit(keys.AuditUpdate, keys.KindKey, rec.ID, json.RawMessage(before), rec)
 		out = rec
 		return nil
 	})
@@ -147,17 +154,28 @@ func (s *Store) UpdateKey(ctx context.Context, id string, u keys.KeyUpdate) (*ke
 // check's error.
 func (s *Store) DeleteKey(ctx context.Context, id string, check ...func(k *keys.APIKey) error) error {
 	return s.update(ctx, func(t *tx) error {
-		if len(check) > 0 {
-			k, err := getKey(t.txn, id)
-			if err != nil {
-				return err
-			}
-			if err := keys.CheckKeyDeletes(k, check); err != nil {
-				return err
-			}
+		k, err := getKey(t.txn, id)
+		if err != nil {
+			return err
 		}
+		k.Hash = ""
+		if err := keys.CheckKeyDeletes(k, check); err != nil {
+			return err
+		}
+		t.audit(keys.AuditDelete, keys.KindKey, id, k, nil)
 		return deleteKeyTx(t, id)
 	})
+}
+
+// keyIDUsed reports whether id names a stored key or a deleted one. A random 128-bit id never
+// collides; if it did, the create fails rather than reuse it: a deleted key's id must never
+// name a key again (its deletion mark, layout.go).
+func keyIDUsed(txn *badger.Txn, id string) (bool, error) {
+	if dup, err := exists(txn, kKey(id)); err != nil || dup {
+		return dup, err
+	}
+	_, dup, err := deletedAt(txn, keys.KindKey, id)
+	return dup, err
 }
 
 func deleteKeyTx(t *tx, id string) error {
@@ -165,12 +183,17 @@ func deleteKeyTx(t *tx, id string) error {
 	if err != nil {
 		return err
 	}
-	for _, key := range [][]byte{
-		kKey(id), kKeyByDomain(k.AuthorityID, id), kKeyByUser(k.UserID, id), kKeyName(k.AuthorityID, k.Name),
-	} {
+	del := [][]byte{kKey(id), kKeyByDomain(k.AuthorityID, id), kKeyByUser(k.UserID, id)}
+	if k.ReplacedBy == "" { // a replaced key's name is indexed to its replacement (rotate.go)
+		del = append(del, kKeyName(k.AuthorityID, k.Name))
+	}
+	for _, key := range del {
 		if err := t.txn.Delete(key); err != nil {
 			return err
 		}
+	}
+	if err := markDeleted(t, keys.KindKey, id); err != nil {
+		return err
 	}
 	t.changed(keys.KindKey, id, &t.dKeys, -1)
 	return nil

@@ -10,21 +10,22 @@ import (
 	"github.com/keyauthz/keyauthz/internal/keys"
 )
 
-// Bulk import: keys written in WriteBatches, without transactions (benchmarks, PlaceOS rows).
+// Bulk load: keys written in WriteBatches, without transactions (benchmarks).
 
 // importChunk is how many keys go into one WriteBatch before it is flushed and its changes
 // reported.
 const importChunk = 10_000
 
 // ImportKeys writes keys straight into the store in batches (Badger WriteBatch, no
-// transactions), to load a large store quickly: for benchmarks and for importing PlaceOS key
-// rows. Each key must have an id of 32 hex characters, a 128-hex-digit hash, a name and an
+// transactions), to load a large store quickly, for benchmarks. Importing PlaceOS rows is
+// Import's (import.go): all or nothing, checked against what is stored, audited. Each key must have an id of 32 hex characters, a 128-hex-digit hash, a name and an
 // existing user and scopes within the limits of CreateKey; its AuthorityID is set to the
 // user's domain, its scopes are normalised and an empty permission is "user". Unlike CreateKey it does not check that a name is free in its
 // domain or that permissions are within the user's level: the caller guarantees both (two keys
 // of one name in one domain leave the name index pointing at the last). It is not atomic: on
 // error, the chunks written before stay. It returns the number of keys written. The change
-// hooks are called for every key, after its chunk is written.
+// hooks are called for every key, after its chunk is written. It does not read deletion marks
+// (layout.go): it loads fresh benchmark stores, never rows an admin could have revoked.
 func (s *Store) ImportKeys(ctx context.Context, seq iter.Seq[keys.BulkKey]) (int, error) {
 	s.cascade.RLock()
 	defer s.cascade.RUnlock()

@@ -30,6 +30,7 @@ func (s *Store) CreateDomain(ctx context.Context, d *keys.Domain) error {
 			return err
 		}
 		t.changed(keys.KindDomain, rec.ID, &t.dDomains, 1)
+		t.audit(keys.AuditCreate, keys.KindDomain, rec.ID, nil, &rec)
 		return nil
 	})
 	if err != nil {
@@ -135,6 +136,7 @@ func (s *Store) ModifyDomain(ctx context.Context, id string, change func(d *keys
 			return err
 		}
 		t.changed(keys.KindDomain, rec.ID, nil, 0)
+		t.audit(keys.AuditUpdate, keys.KindDomain, rec.ID, old, rec)
 		out = rec
 		return nil
 	})
@@ -176,7 +178,11 @@ func (s *Store) DeleteDomain(ctx context.Context, id string, check ...func(u *ke
 		if err := t.txn.Delete(kDomain(id)); err != nil {
 			return err
 		}
+		if err := markDeleted(t, keys.KindDomain, id); err != nil {
+			return err
+		}
 		t.changed(keys.KindDomain, id, &t.dDomains, -1)
+		t.audit(keys.AuditDelete, keys.KindDomain, id, d, nil)
 		return nil
 	})
 }

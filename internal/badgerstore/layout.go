@@ -23,6 +23,12 @@ import (
 //	kd/<domain id>/<key id>          empty                (keys by domain)
 //	ku/<user id>/<key id>            empty                (keys by user)
 //	kn/<domain id>/<lower(name)>     key id               (key names per domain, unique)
+//	a/<audit record id>              AuditRecord (JSON)   (the audit log, audit.go)
+//	t/<kind>/<id>                    keys.Tombstone (JSON: deleted_at) (deletion marks)
+//
+// A deletion mark (tombstone) is written in the transaction of every delete of a domain,
+// user or key (kind "domain", "user", "key"), each record of a cascade included, and never
+// removed: an import refuses an id that carries one (keys/tombstone.go, docs/import.md).
 const (
 	pDomain       = "d/"
 	pDomainHost   = "dh/"
@@ -32,6 +38,7 @@ const (
 	pKeyByDomain  = "kd/"
 	pKeyByUser    = "ku/"
 	pKeyName      = "kn/"
+	pTombstone    = "t/"
 )
 
 func kDomain(id string) []byte            { return []byte(pDomain + id) }
@@ -41,6 +48,7 @@ func kUserByDomain(dom, id string) []byte { return []byte(pUserByDomain + dom + 
 func kKey(id string) []byte               { return []byte(pKey + id) }
 func kKeyByDomain(dom, id string) []byte  { return []byte(pKeyByDomain + dom + "/" + id) }
 func kKeyByUser(user, id string) []byte   { return []byte(pKeyByUser + user + "/" + id) }
+func kTombstone(kind, id string) []byte   { return []byte(pTombstone + kind + "/" + id) }
 func kKeyName(dom, name string) []byte {
 	return []byte(pKeyName + dom + "/" + keys.NameKey(name))
 }
@@ -99,6 +107,27 @@ func getDomain(txn *badger.Txn, id string) (*keys.Domain, error) {
 		return nil, err
 	}
 	return &d, nil
+}
+
+// markDeleted writes the deletion mark of the record kind/id, deleted in t at t.now.
+func markDeleted(t *tx, kind, id string) error {
+	return t.txn.Set(kTombstone(kind, id), keys.EncodeTombstone(t.now))
+}
+
+// deletedAt returns when the record kind/id was deleted (Unix seconds), or ok false.
+func deletedAt(txn *badger.Txn, kind, id string) (at int64, ok bool, err error) {
+	item, err := txn.Get(kTombstone(kind, id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	err = item.Value(func(b []byte) error {
+		at, err = keys.DecodeTombstone(b)
+		return err
+	})
+	return at, err == nil, err
 }
 
 // getJSON decodes the value at key into v; it returns badger.ErrKeyNotFound when absent.

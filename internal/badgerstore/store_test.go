@@ -143,6 +143,7 @@ func TestCreateKey(t *testing.T) {
 		ID: k.ID, Name: "Panel 1", Description: "lobby", Scopes: []string{"systems.read", "control"},
 		Permissions: keys.PermissionUser, UserID: f.user.ID, AuthorityID: f.domain.ID,
 		CreatedAt: testNow.Unix(), UpdatedAt: testNow.Unix(), ExpiresAt: ptr(testNow.Unix() + 60),
+		AllowedCIDRs: []string{},
 	}
 	if diff := cmp.Diff(want, k); diff != "" {
 		t.Errorf("created key (-want +got):\n%s", diff)

@@ -23,6 +23,12 @@ type tx struct {
 	txn                     *badger.Txn
 	changes                 []keys.Change
 	dDomains, dUsers, dKeys int64
+
+	// The audit log (audit.go): the write's context (caller, request id), its time, and the
+	// records queued by audit, written by update in the same transaction once fn succeeds.
+	ctx    context.Context
+	now    time.Time
+	audits []pendingAudit
 }
 
 func (t *tx) changed(kind, id string, counter *int64, delta int64) {
@@ -51,13 +57,16 @@ func (s *Store) update(ctx context.Context, fn func(*tx) error) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		t := &tx{}
+		t := &tx{ctx: ctx, now: s.now()}
 		err := s.db.Update(func(txn *badger.Txn) error {
 			t.txn = txn
-			if err := recheckCaller(txn, caller, s.now()); err != nil {
+			if err := recheckCaller(txn, caller, t.now); err != nil {
 				return err
 			}
-			return fn(t)
+			if err := fn(t); err != nil {
+				return err
+			}
+			return t.writeAudit()
 		})
 		var e *keys.Error
 		switch {

@@ -31,6 +31,7 @@ func (s *Store) CreateUser(ctx context.Context, u *keys.User) error {
 			return err
 		}
 		t.changed(keys.KindUser, rec.ID, &t.dUsers, 1)
+		t.audit(keys.AuditCreate, keys.KindUser, rec.ID, nil, &rec)
 		return nil
 	})
 	if err != nil {
@@ -124,6 +125,7 @@ func (s *Store) ModifyUser(ctx context.Context, id string, change func(u *keys.U
 			return err
 		}
 		t.changed(keys.KindUser, rec.ID, nil, 0)
+		t.audit(keys.AuditUpdate, keys.KindUser, rec.ID, old, rec)
 		out = rec
 		return nil
 	})
@@ -144,6 +146,11 @@ func (s *Store) DeleteUser(ctx context.Context, id string, check ...func(u *keys
 		if err := checkUserDelete(t.txn, id, check); err != nil {
 			return err
 		}
+		u, err := getUser(t.txn, id)
+		if err != nil {
+			return err
+		}
+		t.audit(keys.AuditDelete, keys.KindUser, id, u, nil)
 		return deleteUserTx(t, id)
 	})
 }
@@ -185,6 +192,9 @@ func deleteUserTx(t *tx, id string) error {
 		return err
 	}
 	if err := t.txn.Delete(kUser(id)); err != nil {
+		return err
+	}
+	if err := markDeleted(t, keys.KindUser, id); err != nil {
 		return err
 	}
 	t.changed(keys.KindUser, id, &t.dUsers, -1)

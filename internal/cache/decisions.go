@@ -24,7 +24,10 @@ type DecisionKey struct {
 	Query  string
 	KeyID  string
 	Source string
-	Policy opa.Policy
+	// ClientIP is the request's client_ip input ("" when unknown): a key's allow-list
+	// (docs/limits.md) may refuse one address and allow another.
+	ClientIP string
+	Policy   opa.Policy
 }
 
 // Decisions is an LRU of decisions bounded in bytes (see decisionCost). It is safe for
@@ -60,13 +63,22 @@ func NewDecisions(maxBytes int64, store *Store) *Decisions {
 	if maxBytes <= 0 {
 		return nil
 	}
-	return &Decisions{lru: newSizedLRU[DecisionKey, decisionEntry](maxBytes), store: store}
+	c := &Decisions{lru: newSizedLRU[DecisionKey, decisionEntry](maxBytes), store: store}
+	if store != nil {
+		store.onPurge(c.lru.Purge)
+	}
+	return c
 }
 
 // Get returns the decision cached for k, unless a record it was made from has changed since
-// (its Deps), or it was made with a key that has expired at now.
+// (its Deps), it was made with a key that has expired at now, or the store's view is
+// unconfirmed beyond the stale grace (Store.Serving).
 func (c *Decisions) Get(k *DecisionKey, now time.Time) (opa.Decision, bool) {
 	if c == nil {
+		return opa.Decision{}, false
+	}
+	if !c.store.Serving() {
+		c.misses.Add(1)
 		return opa.Decision{}, false
 	}
 	e, ok := c.lru.Get(*k)
@@ -125,7 +137,7 @@ func decisionCost(k *DecisionKey, e *decisionEntry) int64 {
 }
 
 func keyStringBytes(k *DecisionKey) int64 {
-	n := len(k.Path) + len(k.Host) + len(k.Protocol) + len(k.Query) + len(k.KeyID) + len(k.Source)
+	n := len(k.Path) + len(k.Host) + len(k.Protocol) + len(k.Query) + len(k.KeyID) + len(k.Source) + len(k.ClientIP)
 	if internMethod(k.Method) == "" {
 		n += len(k.Method)
 	}
@@ -143,7 +155,7 @@ func compactKey(k *DecisionKey) DecisionKey {
 	if method == "" {
 		b.WriteString(k.Method)
 	}
-	for _, s := range [...]string{k.Path, k.Host, k.Protocol, k.Query, k.KeyID, k.Source} {
+	for _, s := range [...]string{k.Path, k.Host, k.Protocol, k.Query, k.KeyID, k.Source, k.ClientIP} {
 		b.WriteString(s)
 	}
 	all := b.String()
@@ -158,6 +170,7 @@ func compactKey(k *DecisionKey) DecisionKey {
 	c.Method = method
 	c.Path, c.Host, c.Protocol = next(len(k.Path)), next(len(k.Host)), next(len(k.Protocol))
 	c.Query, c.KeyID, c.Source = next(len(k.Query)), next(len(k.KeyID)), next(len(k.Source))
+	c.ClientIP = next(len(k.ClientIP))
 	return c
 }
 

@@ -50,6 +50,9 @@ func newCred(res *keys.AuthResult) *Cred {
 			Scopes:      res.Key.Scopes,
 			Permissions: string(res.Key.Permissions),
 			Source:      source,
+			// Shared with the cached key record, read-only like it; nil when empty, as the
+			// input leaves an empty allow-list out (docs/limits.md).
+			AllowedCIDRs: nonEmpty(res.Key.AllowedCIDRs),
 		}
 	}
 	c.headerKey = c.key[0].Term()
@@ -101,4 +104,12 @@ func newHostDomain(d *keys.Domain) *HostDomain {
 func (h *HostDomain) SetInput(in *opa.Input) {
 	in.Domain = &h.input
 	in.SetDomainTerm(h.term)
+}
+
+// nonEmpty is list, or nil when it is empty.
+func nonEmpty(list []string) []string {
+	if len(list) == 0 {
+		return nil
+	}
+	return list
 }

@@ -79,3 +79,14 @@ func (c *sizedLRU[K, V]) Cost() (bytes int64, entries int) {
 	defer c.mu.Unlock()
 	return c.used, c.lru.Len()
 }
+
+// Purge drops every entry. A nil cache holds none.
+func (c *sizedLRU[K, V]) Purge() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	c.lru.Purge()
+	c.used = 0
+	c.mu.Unlock()
+}

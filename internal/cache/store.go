@@ -4,14 +4,19 @@
 // (keys.Service.OnChange, each record of a cascade included) moves the version of the record it
 // changed, every entry carries the versions of the records it was read from (Deps), and an
 // entry whose versions have moved is a miss. A write therefore invalidates only what depended
-// on the record it wrote (versions.go).
+// on the record it wrote (versions.go). In front of a store whose view can fall behind (etcd
+// in cluster mode: a Confirmer), cached answers are served only while that view is confirmed,
+// or within the stale grace of its last confirmation, and all are dropped when it is
+// confirmed again (docs/cluster.md#caches-and-the-watch).
 package cache
 
 import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -30,6 +35,23 @@ type Source interface {
 	OnChange(fn func(keys.Change))
 }
 
+// Confirmer is a Source whose view of the store of record can fall behind it (etcdstore: the
+// watch may break, etcd may not answer). A Source that is not one (badgerstore: the store is
+// local) is always confirmed.
+type Confirmer interface {
+	// UnconfirmedSince returns the zero time while every committed change is known to reach
+	// OnChange, else the last moment that was known.
+	UnconfirmedSince() time.Time
+	// OnResync registers fn, called when the view is confirmed again after it was not, before
+	// UnconfirmedSince reports it: changes may have been missed, so everything cached is
+	// dropped.
+	OnResync(fn func())
+	// Unreachable returns, while the Source knows that the store of record does not answer,
+	// the error a read would end with (an EUNAVAILABLE one), else nil: a lookup that may not
+	// use the caches then fails at once instead of waiting for the read to time out.
+	Unreachable() error
+}
+
 // Options bounds the caches of a Store in bytes (estimated: the records' strings plus each
 // entry's bookkeeping). Zero or less disables that cache.
 type Options struct {
@@ -39,6 +61,10 @@ type Options struct {
 	UnknownKeyBytes int64
 	// HostBytes bounds the domain-by-host cache (unknown hosts included).
 	HostBytes int64
+	// StaleGrace is, for a Source that is a Confirmer, how long after the last confirmation
+	// cached answers are still served while the view is unconfirmed; 0 (the default) serves
+	// none: every answer is read from the Source (and fails if it cannot be reached).
+	StaleGrace time.Duration
 }
 
 // DefaultOptions are the bounds keyauthz serve uses unless told otherwise: room for about
@@ -69,7 +95,14 @@ type Store struct {
 	neg   *sizedLRU[string, dep]
 	hosts *sizedLRU[string, *hostEntry]
 
-	hits, misses atomic.Uint64
+	// conf is src as a Confirmer (nil: always confirmed), grace the StaleGrace.
+	conf  Confirmer
+	grace time.Duration
+	// purges are called by Purge: the decision caches in front of this Store.
+	purgeMu sync.Mutex
+	purges  []func()
+
+	hits, misses, bypassed atomic.Uint64
 }
 
 type keyEntry struct {
@@ -92,9 +125,10 @@ type hostEntry struct {
 	err error       // the ENOTFOUND error when the host has no domain
 }
 
-// New returns a Store in front of src and registers it with src.OnChange.
+// New returns a Store in front of src and registers it with src.OnChange, and, when src is a
+// Confirmer, with its OnResync (Purge).
 func New(src Source, o Options) *Store {
-	s := &Store{src: src, vers: newVersions()}
+	s := &Store{src: src, vers: newVersions(), grace: max(o.StaleGrace, 0)}
 	if o.KeyBytes > 0 {
 		s.keys = newSizedLRU[string, *keyEntry](o.KeyBytes)
 	}
@@ -105,7 +139,66 @@ func New(src Source, o Options) *Store {
 		s.hosts = newSizedLRU[string, *hostEntry](o.HostBytes)
 	}
 	src.OnChange(s.vers.changed)
+	if c, ok := src.(Confirmer); ok {
+		s.conf = c
+		c.OnResync(s.Purge)
+	}
 	return s
+}
+
+// Serving reports whether cached answers may be served now: the Source is confirmed, or
+// unconfirmed for no longer than the stale grace (against the wall clock, in which the
+// Source reports it). A nil Store serves nothing from a cache it does not have: true.
+func (s *Store) Serving() bool {
+	if s == nil || s.conf == nil {
+		return true
+	}
+	since := s.conf.UnconfirmedSince()
+	if since.IsZero() {
+		return true
+	}
+	if s.grace > 0 && time.Since(since) <= s.grace {
+		return true
+	}
+	s.bypassed.Add(1)
+	return false
+}
+
+// unreachable is the Confirmer's Unreachable (nil without one, and while confirmed).
+func (s *Store) unreachable() error {
+	if s.conf == nil || s.conf.UnconfirmedSince().IsZero() {
+		return nil
+	}
+	return s.conf.Unreachable()
+}
+
+// Bypassed returns the number of lookups that skipped the caches because the Source was
+// unconfirmed for longer than the stale grace.
+func (s *Store) Bypassed() uint64 { return s.bypassed.Load() }
+
+// Purge drops every cached answer: each version moves (so an answer being filled now is not
+// kept either, versions.go) and the caches are emptied, the decision caches in front of s
+// included. The Source calls it (OnResync) when changes may have been missed.
+func (s *Store) Purge() {
+	s.vers.purge()
+	for _, l := range []interface{ Purge() }{s.keys, s.neg, s.hosts} {
+		if l != nil {
+			l.Purge()
+		}
+	}
+	s.purgeMu.Lock()
+	fns := slices.Clone(s.purges)
+	s.purgeMu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+}
+
+// onPurge registers fn to be called by Purge.
+func (s *Store) onPurge(fn func()) {
+	s.purgeMu.Lock()
+	s.purges = append(s.purges, fn)
+	s.purgeMu.Unlock()
 }
 
 // Generation returns the store generation: it moves after every committed change, before the
@@ -152,7 +245,8 @@ func (s *Store) AuthenticateCred(ctx context.Context, plaintext string, now time
 		return nil, keys.ErrUnknownKey
 	}
 	var digest [sha256.Size]byte
-	if s.keys != nil {
+	serving := s.Serving()
+	if s.keys != nil && serving {
 		if e, ok := s.keys.Get(id); ok && s.vers.current(&e.deps) {
 			s.hits.Add(1)
 			digest = secretDigest(secret)
@@ -170,13 +264,17 @@ func (s *Store) AuthenticateCred(ctx context.Context, plaintext string, now time
 			return e.check(now)
 		}
 	}
-	if s.neg != nil {
+	if s.neg != nil && serving {
 		if nd, ok := s.neg.Get(id); ok && s.vers.slots[nd.slot].Load() == nd.ver {
 			s.hits.Add(1)
 			return nil, keys.ErrUnknownKey
 		}
 	}
 	s.misses.Add(1)
+	// A read would only wait for its timeout: fail at once (a 503 deny).
+	if err := s.unreachable(); err != nil {
+		return nil, err
+	}
 	// Both read before the store is read (versions.go).
 	g := s.vers.gen.Load()
 	keyDep := s.vers.dep(s.vers.slot(keys.KindKey, id))
@@ -271,7 +369,8 @@ func (s *Store) DomainByHostDeps(ctx context.Context, host string, deps *Deps) (
 // (HostDomain.SetInput), built once when the cache entry was filled; nil with the error when
 // the host has none.
 func (s *Store) HostDomainDeps(ctx context.Context, host string, deps *Deps) (*HostDomain, error) {
-	if s.hosts != nil {
+	serving := s.Serving()
+	if s.hosts != nil && serving {
 		if e, ok := s.hosts.Get(host); ok && s.vers.slots[e.dep.slot].Load() == e.dep.ver {
 			s.hits.Add(1)
 			deps.add(e.dep)
@@ -279,6 +378,10 @@ func (s *Store) HostDomainDeps(ctx context.Context, host string, deps *Deps) (*H
 		}
 	}
 	s.misses.Add(1)
+	// A read would only wait for its timeout: fail at once (a 503 deny).
+	if err := s.unreachable(); err != nil {
+		return nil, err
+	}
 	// Both read before the store is read (versions.go).
 	g := s.vers.gen.Load()
 	noDomain := s.vers.dep(domainsSlot)

@@ -89,6 +89,14 @@ func (v *versions) changed(c keys.Change) {
 	}
 }
 
+// purge moves the generation and every counter: nothing read before is current any more.
+func (v *versions) purge() {
+	v.gen.Add(1)
+	for i := range v.slots {
+		v.slots[i].Add(1)
+	}
+}
+
 // dep is the reading of one counter: which, and its value then.
 func (v *versions) dep(slot uint32) dep { return dep{slot: slot, ver: v.slots[slot].Load()} }
 

@@ -2,8 +2,8 @@ package etcdstore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/keyauthz/keyauthz/internal/keys"
@@ -29,12 +29,13 @@ func (s *Store) CreateKey(ctx context.Context, k *keys.APIKey) (keys.Secret, err
 		if err := n.Validate(user, nameTaken); err != nil {
 			return err
 		}
-		if dup, err := t.exists(kKey(rec.ID)); err != nil || dup {
+		if dup, err := keyIDUsed(t, rec.ID); err != nil || dup {
 			return cmpOr(err, fmt.Errorf("create key: id collision"))
 		}
 		putKey(t, rec, n.Hash)
 		t.put(kKeyName(rec.AuthorityID, rec.Name), rec.ID)
 		t.changed(keys.KindKey, rec.ID)
+		t.audit(keys.AuditCreate, keys.KindKey, rec.ID, nil, rec)
 		return nil
 	})
 	if err != nil {
@@ -112,6 +113,10 @@ func (s *Store) UpdateKey(ctx context.Context, id string, u keys.KeyUpdate) (*ke
 			return err
 		}
 		hash, oldName := rec.Hash, rec.Name
+		before, err := json.Marshal(rec) // as it was: Apply edits rec in place
+		if err != nil {
+			return err
+		}
 		user := func(id string) (*keys.User, error) { return getUser(t, id) }
 		nameTaken := func(name string) (bool, error) { return t.exists(kKeyName(rec.AuthorityID, name)) }
 		renamed, err := p.Apply(rec, user, nameTaken)
@@ -125,6 +130,7 @@ func (s *Store) UpdateKey(ctx context.Context, id string, u keys.KeyUpdate) (*ke
 		t.put(kKey(rec.ID), encodeKey(rec, hash))
 		t.changed(keys.KindKey, rec.ID)
 		rec.Hash = ""
+		t.audit(keys.AuditUpdate, keys.KindKey, rec.ID, json.RawMessage(before), rec)
 		out = rec
 		return nil
 	})
@@ -139,21 +145,32 @@ func (s *Store) UpdateKey(ctx context.Context, id string, u keys.KeyUpdate) (*ke
 // is. It returns ENOTFOUND or a check's error.
 func (s *Store) DeleteKey(ctx context.Context, id string, check ...func(k *keys.APIKey) error) error {
 	return s.update(ctx, func(t *tx) error {
-		if len(check) > 0 {
-			k, err := getKey(t, id)
-			if err != nil {
-				return err
-			}
-			if err := keys.CheckKeyDeletes(k, check); err != nil {
-				return err
-			}
+		k, err := getKey(t, id)
+		if err != nil {
+			return err
 		}
+		k.Hash = ""
+		if err := keys.CheckKeyDeletes(k, check); err != nil {
+			return err
+		}
+		t.audit(keys.AuditDelete, keys.KindKey, id, k, nil)
 		return deleteKeyTx(t, id)
 	})
 }
 
+// keyIDUsed reports whether id names a stored key or a deleted one. A random 128-bit id never
+// collides; if it did, the create fails rather than reuse it: a deleted key's id must never
+// name a key again (its deletion mark, doc.go).
+func keyIDUsed(t *tx, id string) (bool, error) {
+	if dup, err := t.exists(kKey(id)); err != nil || dup {
+		return dup, err
+	}
+	_, dup, err := deletedAt(t, keys.KindKey, id)
+	return dup, err
+}
+
 // deleteKeyTx deletes the key id with its index entries (those under a prefix the tx deletes
-// as a range cost nothing more).
+// as a range cost nothing more) and leaves its deletion mark.
 func deleteKeyTx(t *tx, id string) error {
 	k, err := getKey(t, id)
 	if err != nil {
@@ -162,43 +179,10 @@ func deleteKeyTx(t *tx, id string) error {
 	t.del(kKey(id))
 	t.del(kKeyByDomain(k.AuthorityID, k.UserID, id))
 	t.del(kKeyByUser(k.UserID, id))
-	t.del(kKeyName(k.AuthorityID, k.Name))
+	if k.ReplacedBy == "" { // a replaced key's name is indexed to its replacement (rotate.go)
+		t.del(kKeyName(k.AuthorityID, k.Name))
+	}
+	markDeleted(t, keys.KindKey, id)
 	t.changed(keys.KindKey, id)
-	return nil
-}
-
-// RecordUse sets last_used_at of the keys in uses (key id → Unix seconds), keeping a later
-// value already stored and skipping keys deleted meanwhile, in transactions of at most the
-// etcd limit. It does not call the OnChange hooks, and other stores' watches skip these
-// writes too (they change nothing but last_used_at).
-func (s *Store) RecordUse(ctx context.Context, uses map[string]int64) error {
-	ids := make([]string, 0, len(uses))
-	for id := range uses {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for len(ids) > 0 {
-		chunk := ids[:min(len(ids), s.maxOps)]
-		ids = ids[len(chunk):]
-		err := s.update(ctx, func(t *tx) error {
-			for _, id := range chunk {
-				rec, err := getKey(t, id)
-				if keys.ErrorCode(err) == keys.ENOTFOUND {
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				if !rec.MarkUsed(uses[id]) {
-					continue
-				}
-				t.put(kKey(id), encodeKey(rec, rec.Hash))
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-	}
 	return nil
 }

@@ -29,6 +29,7 @@ func (s *Store) CreateDomain(ctx context.Context, d *keys.Domain) error {
 		t.put(kDomain(rec.ID), encode(&rec))
 		t.put(kDomainHost(rec.Domain), rec.ID)
 		t.changed(keys.KindDomain, rec.ID)
+		t.audit(keys.AuditCreate, keys.KindDomain, rec.ID, nil, &rec)
 		return nil
 	})
 	if err != nil {
@@ -123,6 +124,7 @@ func (s *Store) ModifyDomain(ctx context.Context, id string, change func(d *keys
 		}
 		t.put(kDomain(rec.ID), encode(rec))
 		t.changed(keys.KindDomain, rec.ID)
+		t.audit(keys.AuditUpdate, keys.KindDomain, rec.ID, old, rec)
 		out = rec
 		return nil
 	})
@@ -169,7 +171,9 @@ func (s *Store) DeleteDomain(ctx context.Context, id string, check ...func(u *ke
 		t.delPrefix(pKeyName + id + "/")
 		t.del(kDomainHost(d.Domain))
 		t.del(kDomain(id))
+		markDeleted(t, keys.KindDomain, id)
 		t.changed(keys.KindDomain, id)
+		t.audit(keys.AuditDelete, keys.KindDomain, id, d, nil)
 		return nil
 	})
 }

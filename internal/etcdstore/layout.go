@@ -17,6 +17,7 @@ const (
 	pKeyByDomain  = "kd/"
 	pKeyByUser    = "ku/"
 	pKeyName      = "kn/"
+	pTombstone    = "t/" // t/<kind>/<id>: deletion marks (doc.go)
 )
 
 func kDomain(id string) string            { return pDomain + id }
@@ -29,6 +30,7 @@ func kKeyByDomain(dom, user, id string) string {
 }
 func kKeyByUser(user, id string) string { return pKeyByUser + user + "/" + id }
 func kKeyName(dom, name string) string  { return pKeyName + dom + "/" + keys.NameKey(name) }
+func kTombstone(kind, id string) string { return pTombstone + kind + "/" + id }
 
 // keyRecord is the stored form of a key: the API fields plus the hash.
 type keyRecord struct {
@@ -91,6 +93,23 @@ func getDomain(t *tx, id string) (*keys.Domain, error) {
 		return nil, err
 	}
 	return &d, nil
+}
+
+// markDeleted writes, in t, the deletion mark of the record kind/id, deleted now: one more
+// operation of the delete's Txn.
+func markDeleted(t *tx, kind, id string) {
+	t.put(kTombstone(kind, id), string(keys.EncodeTombstone(t.s.now())))
+}
+
+// deletedAt returns when the record kind/id was deleted (Unix seconds), or ok false; the read
+// is among the commit's compares, so a delete committed meanwhile makes the Txn run again.
+func deletedAt(t *tx, kind, id string) (at int64, ok bool, err error) {
+	b, ok, err := t.get(kTombstone(kind, id))
+	if err != nil || !ok {
+		return 0, false, err
+	}
+	at, err = keys.DecodeTombstone(b)
+	return at, err == nil, err
 }
 
 func getJSON(t *tx, key string, v any, kind, id string) error {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -62,6 +63,13 @@ type Store struct {
 	done     chan struct{}
 	watching sync.Mutex // guards watchErr
 	watchErr error
+
+	// Confirmation of the view (confirm.go).
+	conf      *confirmer
+	heartbeat time.Duration
+	hbDone    chan struct{}
+
+	useResolution time.Duration // usage.go
 }
 
 // Option configures Open.
@@ -96,12 +104,14 @@ func WithRequestTimeout(d time.Duration) Option { return func(s *Store) { s.time
 func Open(ctx context.Context, cli *clientv3.Client, opts ...Option) (*Store, error) {
 	s := &Store{
 		cli: cli, prefix: DefaultPrefix, now: time.Now, logger: slog.New(slog.DiscardHandler),
-		maxOps: DefaultMaxTxnOps, timeout: DefaultRequestTimeout,
+		maxOps: DefaultMaxTxnOps, timeout: DefaultRequestTimeout, heartbeat: DefaultHeartbeat,
 		inflight: map[uint64]chan struct{}{}, own: map[int64]struct{}{},
 	}
 	for _, o := range opts {
 		o(s)
 	}
+	// Confirmed from this read on: nothing is cached yet, and the watch starts after it.
+	s.conf = newConfirmer(time.Now())
 	rctx, cancel := context.WithTimeout(ctx, s.timeout)
 	resp, err := cli.Get(rctx, s.prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 	cancel()
@@ -111,15 +121,17 @@ func Open(ctx context.Context, cli *clientv3.Client, opts ...Option) (*Store, er
 	s.loadRev = resp.Header.Revision
 	s.watched = s.loadRev
 	wctx, wcancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.cancel, s.done = wcancel, make(chan struct{})
+	s.cancel, s.done, s.hbDone = wcancel, make(chan struct{}), make(chan struct{})
 	go s.watch(wctx, s.loadRev+1)
+	go s.heartbeatLoop(wctx)
 	return s, nil
 }
 
-// Close stops the watch. It does not close the client.
+// Close stops the watch and the heartbeat. It does not close the client.
 func (s *Store) Close() error {
 	s.cancel()
 	<-s.done
+	<-s.hbDone
 	return nil
 }
 
@@ -197,5 +209,15 @@ func unreachable(err error) bool {
 	case codes.Unavailable, codes.DeadlineExceeded:
 		return true
 	}
-	return strings.Contains(err.Error(), "no leader")
+	// Without quorum a member answers some requests with its own timeouts: the etcdserver errors
+	// below, or a bare gRPC Unknown "context deadline exceeded" (seen from etcd 3.4 when two of
+	// three members were down). Each means "etcd cannot answer now", not a fault of ours: a 503.
+	switch rpctypes.Error(err) {
+	case rpctypes.ErrTimeout, rpctypes.ErrTimeoutDueToLeaderFail, rpctypes.ErrTimeoutDueToConnectionLost,
+		rpctypes.ErrNoLeader, rpctypes.ErrLeaderChanged, rpctypes.ErrNotCapable, rpctypes.ErrStopped:
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "no leader") ||
+		(status.Code(err) == codes.Unknown && strings.Contains(msg, context.DeadlineExceeded.Error()))
 }

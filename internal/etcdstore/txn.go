@@ -36,6 +36,7 @@ type tx struct {
 	order     []string
 	rangeDels []string
 	changes   []keys.Change
+	audits    []pendingAudit // the audit records of this write (audit.go), put by update
 }
 
 func (s *Store) newTx(ctx context.Context) *tx {
@@ -278,6 +279,9 @@ func (s *Store) update(ctx context.Context, fn func(*tx) error) error {
 		}
 		if err := fn(t); err != nil {
 			return s.wrap(ctx, err)
+		}
+		if err := t.putAudit(); err != nil {
+			return err
 		}
 		if len(t.writes) == 0 && len(t.rangeDels) == 0 {
 			return nil

@@ -28,6 +28,7 @@ func (s *Store) CreateUser(ctx context.Context, u *keys.User) error {
 		t.put(kUser(rec.ID), encode(&rec))
 		t.put(kUserByDomain(rec.AuthorityID, rec.ID), "")
 		t.changed(keys.KindUser, rec.ID)
+		t.audit(keys.AuditCreate, keys.KindUser, rec.ID, nil, &rec)
 		return nil
 	})
 	if err != nil {
@@ -102,6 +103,7 @@ func (s *Store) ModifyUser(ctx context.Context, id string, change func(u *keys.U
 		}
 		t.put(kUser(rec.ID), encode(rec))
 		t.changed(keys.KindUser, rec.ID)
+		t.audit(keys.AuditUpdate, keys.KindUser, rec.ID, old, rec)
 		out = rec
 		return nil
 	})
@@ -122,6 +124,11 @@ func (s *Store) DeleteUser(ctx context.Context, id string, check ...func(u *keys
 		if err := checkUserDelete(t, id, check); err != nil {
 			return err
 		}
+		u, err := getUser(t, id)
+		if err != nil {
+			return err
+		}
+		t.audit(keys.AuditDelete, keys.KindUser, id, u, nil)
 		return deleteUserTx(t, id)
 	})
 }
@@ -170,6 +177,7 @@ func deleteUserTx(t *tx, id string) error {
 	t.delPrefix(pKeyByDomain + u.AuthorityID + "/" + id + "/")
 	t.del(kUserByDomain(u.AuthorityID, id))
 	t.del(kUser(id))
+	markDeleted(t, keys.KindUser, id)
 	t.changed(keys.KindUser, id)
 	return nil
 }

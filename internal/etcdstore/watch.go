@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -27,9 +29,11 @@ func (s *Store) OnChange(fn func(keys.Change)) {
 	s.hooks = append(s.hooks, fn)
 }
 
-// OnResync registers fn to be called when the watch had to start again from the current
-// revision because etcd no longer held the history since the last revision it reported (a
-// compaction): changes may have been missed, so whatever was cached must be dropped.
+// OnResync registers fn to be called each time the store's view is confirmed again after it
+// was not (confirm.go): after the watch broke or was restarted from the current revision
+// because etcd no longer held its history (a compaction), or after etcd did not answer.
+// Changes may have been missed meanwhile, so whatever was cached must be dropped. The view
+// is reported confirmed (UnconfirmedSince) only after every hook has returned.
 func (s *Store) OnResync(fn func()) {
 	s.hookMu.Lock()
 	defer s.hookMu.Unlock()
@@ -72,20 +76,31 @@ func (s *Store) endWrite(ticket uint64, rev int64) {
 }
 
 // watch follows the prefix from revision from until ctx ends, re-establishing the watch when
-// it breaks, and resyncing when its history was compacted away.
+// it breaks, and starting again from the current revision when its history was compacted
+// away. Every break makes the view unconfirmed (confirm.go); the heartbeat confirms it again,
+// dropping the caches, once the new watch delivers.
 func (s *Store) watch(ctx context.Context, from int64) {
 	defer close(s.done)
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		wch := s.cli.Watch(clientv3.WithRequireLeader(ctx), s.prefix, clientv3.WithPrefix(),
+		// WithRequireLeader: a member that loses its quorum cancels the watch ("no leader")
+		// rather than keep it open on a copy that no longer changes.
+		wctx := clientv3.WithRequireLeader(ctx)
+		wch := s.cli.Watch(wctx, s.prefix, clientv3.WithPrefix(),
 			clientv3.WithRev(from), clientv3.WithPrevKV())
 		s.setWatchErr(nil)
+		s.conf.watchOpened(wctx)
+		var broke error
 		for resp := range wch {
 			if resp.CompactRevision != 0 {
+				broke = fmt.Errorf("history compacted past revision %d", from)
+				s.logger.Warn("etcd watch history compacted: resyncing, caches dropped")
+				s.watchBroke(broke)
 				from = s.resync(ctx)
 				break
 			}
 			if err := resp.Err(); err != nil {
+				broke = err
 				s.setWatchErr(err)
 				s.logger.Warn("etcd watch", "err", err, "from", from)
 				break
@@ -95,13 +110,16 @@ func (s *Store) watch(ctx context.Context, from int64) {
 				from = resp.Events[len(resp.Events)-1].Kv.ModRevision + 1
 				backoff = 100 * time.Millisecond
 			}
+			s.conf.delivered()
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		if s.WatchErr() == nil {
+		if broke == nil {
+			broke = errors.New("the watch channel closed")
 			s.setWatchErr(context.Canceled) // the channel closed: the connection broke
 		}
+		s.watchBroke(broke)
 		select {
 		case <-ctx.Done():
 			return
@@ -117,21 +135,15 @@ func (s *Store) setWatchErr(err error) {
 	s.watching.Unlock()
 }
 
-// resync reads the current revision (retrying until etcd answers or ctx ends), calls the
-// resync hooks and returns the revision to watch from.
+// resync reads the current revision (retrying until etcd answers or ctx ends) and returns the
+// revision to watch from. The caches are dropped when the new watch is confirmed (confirm.go):
+// changes made before it are unknown.
 func (s *Store) resync(ctx context.Context) int64 {
-	s.logger.Warn("etcd watch history compacted: resyncing, caches dropped")
 	for ctx.Err() == nil {
 		rctx, cancel := context.WithTimeout(ctx, s.timeout)
 		resp, err := s.cli.Get(rctx, s.prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 		cancel()
 		if err == nil {
-			s.hookMu.Lock()
-			hooks := slices.Clone(s.resyncHooks)
-			s.hookMu.Unlock()
-			for _, h := range hooks {
-				h()
-			}
 			s.ownMu.Lock()
 			s.watched = resp.Header.Revision
 			clear(s.own)

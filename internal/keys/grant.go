@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -145,19 +146,52 @@ func (c *Caller) IsAdmin() bool {
 	return c != nil && c.Permissions.Rank() >= PermissionAdmin.Rank()
 }
 
-// CheckGrant is CheckGrant for this caller's key scopes and effective level, plus the key's
-// lifetime: a caller whose key expires may grant only a key that expires too, no later than
-// it does (expiresAt nil: never expires). A nil caller (or one without a key) may grant
+// CheckMint returns an EFORBIDDEN error unless the caller may mint k as it will be stored: its
+// scopes and level (CheckGrant against the caller's key scopes and effective level), its
+// lifetime (a caller whose key expires may mint only a key that expires too, no later than
+// it does) and its networks (a caller whose key has an allow-list may mint only a key whose
+// allow-list lies within it, see networksWithin). A nil caller (or one without a key) may mint
 // nothing.
-func (c *Caller) CheckGrant(scopes []string, level Permission, expiresAt *int64) error {
-	held, level0 := c.holds()
-	if err := CheckGrant(held, level0, scopes, level); err != nil {
+func (c *Caller) CheckMint(k *APIKey) error {
+	held, level := c.holds()
+	if err := CheckGrant(held, level, k.Scopes, cmp.Or(k.Permissions, PermissionUser)); err != nil {
 		return err
 	}
-	if exp := c.expiresAt(); outlives(expiresAt, exp) {
+	if exp := c.expiresAt(); outlives(k.ExpiresAt, exp) {
 		return Errorf(EFORBIDDEN, "cannot grant a key that outlives the calling key (it expires at %d)", *exp)
 	}
+	if net, ok := c.networksWithin(k.AllowedCIDRs); !ok {
+		return Errorf(EFORBIDDEN, "cannot grant a key usable from %s: the calling key is allowed only from %s", net, strings.Join(c.Key.AllowedCIDRs, ", "))
+	}
 	return nil
+}
+
+// networksWithin reports whether a key with the allow-list cidrs could be used only from
+// networks the caller's key may be used from; if not, it names the first network outside
+// ("any network" for an empty list). A caller key without an allow-list holds every network.
+// Without this, a key confined to the office network could mint an unconfined one and use it
+// from anywhere (docs/limits.md). cidrs are compared after NormalizeCIDRs; an entry that does
+// not parse is left to validation (422).
+func (c *Caller) networksWithin(cidrs []string) (string, bool) {
+	if c == nil || c.Key == nil || len(c.Key.AllowedCIDRs) == 0 {
+		return "", true
+	}
+	if len(cidrs) == 0 {
+		return "any network", false
+	}
+	for _, s := range cidrs {
+		want, ok := parseNetwork(strings.TrimSpace(s))
+		if !ok {
+			continue
+		}
+		if !slices.ContainsFunc(c.Key.AllowedCIDRs, func(h string) bool {
+			have, ok := parseNetwork(h)
+			return ok && have.Bits() <= want.Bits() && have.Contains(want.Addr())
+		}) {
+			return want.String(), false
+		}
+	}
+	return "", true
 }
 
 // CheckKeyChange returns an EFORBIDDEN error unless the caller may change the key before into
@@ -169,7 +203,7 @@ func (c *Caller) CheckKeyChange(before, after *APIKey) error {
 	if err := c.checkKey("change", before); err != nil {
 		return err
 	}
-	return c.CheckGrant(after.Scopes, after.Permissions, after.ExpiresAt)
+	return c.CheckMint(after)
 }
 
 // CheckKeyDelete returns an EFORBIDDEN error unless the caller may delete k: as for a change,
@@ -200,6 +234,9 @@ func (c *Caller) stronger(k *APIKey) string {
 	}
 	if exp := c.expiresAt(); outlives(k.ExpiresAt, exp) {
 		return fmt.Sprintf("it outlives the calling key, which expires at %d", *exp)
+	}
+	if net, ok := c.networksWithin(k.AllowedCIDRs); !ok {
+		return fmt.Sprintf("it may be used from %s, outside the calling key's networks", net)
 	}
 	return ""
 }

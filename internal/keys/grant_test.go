@@ -146,7 +146,7 @@ func TestCallerCheckKeyChange(t *testing.T) {
 		})
 	}
 	var nobody *Caller
-	if err := nobody.CheckGrant(nil, PermissionUser, nil); ErrorCode(err) != EFORBIDDEN {
+	if err := nobody.CheckMint(&APIKey{Permissions: PermissionUser}); ErrorCode(err) != EFORBIDDEN {
 		t.Errorf("a nil caller granted a key: %v", err)
 	}
 	if nobody.IsAdmin() || (&Caller{Permissions: PermissionSupport}).IsAdmin() || !(&Caller{Permissions: PermissionAdminSupport}).IsAdmin() {
@@ -230,21 +230,7 @@ func TestCallerLifetimeCap(t *testing.T) {
 		{"a permanent caller changes a permanent key", permanent, key(nil), key(at(e)), "", ""},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var err error
-			if tt.before == nil {
-				err = tt.caller.CheckGrant(tt.after.Scopes, tt.after.Permissions, tt.after.ExpiresAt)
-			} else {
-				err = tt.caller.CheckKeyChange(tt.before, tt.after)
-				derr := tt.caller.CheckKeyDelete(tt.before)
-				if got := ErrorMessage(derr); got != tt.wantDelete || (derr != nil && ErrorCode(derr) != EFORBIDDEN) {
-					t.Errorf("delete: err = %v (code %s), want %q", derr, ErrorCode(derr), tt.wantDelete)
-				}
-			}
-			if got := ErrorMessage(err); got != tt.want || (err != nil && ErrorCode(err) != EFORBIDDEN) {
-				t.Errorf("err = %v (code %s), want %q", err, ErrorCode(err), tt.want)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkCap(t, tt.caller, tt.before, tt.after, tt.want, tt.wantDelete) })
 	}
 }
 
@@ -320,5 +306,62 @@ func TestCallerCheckUserChange(t *testing.T) {
 	var nobody *Caller
 	if err := nobody.CheckUserChange(nil, user(false, false), nil); ErrorCode(err) != EFORBIDDEN {
 		t.Errorf("a nil caller created a user: %v", err)
+	}
+}
+
+// TestCallerNetworkCap: a caller whose key has an allow-list may mint, change or delete only
+// keys whose allow-list lies within it; a key usable from any network, or from a network
+// outside the caller's, is stronger. A caller without an allow-list is not limited.
+func TestCallerNetworkCap(t *testing.T) {
+	office := &Caller{Key: &APIKey{ID: "caller", Scopes: []string{"api_keys"}, AllowedCIDRs: []string{"10.0.0.0/8", "2001:db8::/32"}}, Permissions: PermissionAdmin}
+	anywhere := &Caller{Key: &APIKey{ID: "caller", Scopes: []string{"api_keys"}}, Permissions: PermissionAdmin}
+	key := func(cidrs ...string) *APIKey {
+		return &APIKey{ID: "k1", Scopes: []string{"api_keys.read"}, Permissions: PermissionUser, AllowedCIDRs: cidrs}
+	}
+	const mintAny = "cannot grant a key usable from any network: the calling key is allowed only from 10.0.0.0/8, 2001:db8::/32"
+	tests := []struct {
+		name          string
+		caller        *Caller
+		before, after *APIKey // before nil: a create
+		want          string
+		wantDelete    string
+	}{
+		{"mint an unconfined key", office, nil, key(), mintAny, ""},
+		{"mint a key in a subnet", office, nil, key("10.1.0.0/16", "2001:db8:1::/48"), "", ""},
+		{"mint a key for the same network", office, nil, key("10.0.0.0/8"), "", ""},
+		{"mint a key for one address inside", office, nil, key("10.9.9.9/32"), "", ""},
+		{"mint a key for a wider network", office, nil, key("10.0.0.0/7"),
+			"cannot grant a key usable from 10.0.0.0/7: the calling key is allowed only from 10.0.0.0/8, 2001:db8::/32", ""},
+		{"mint a key for another network", office, nil, key("10.1.0.0/16", "192.0.2.0/24"),
+			"cannot grant a key usable from 192.0.2.0/24: the calling key is allowed only from 10.0.0.0/8, 2001:db8::/32", ""},
+		{"lift the allow-list of a confined key", office, key("10.0.0.0/8"), key(), mintAny, ""},
+		{"touch an unconfined key", office, key(), key("10.0.0.0/8"),
+			"cannot change key k1: it may be used from any network, outside the calling key's networks",
+			"cannot delete key k1: it may be used from any network, outside the calling key's networks"},
+		{"an unconfined caller mints anything", anywhere, nil, key(), "", ""},
+		{"an unconfined caller lifts an allow-list", anywhere, key("192.0.2.0/24"), key(), "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { checkCap(t, tt.caller, tt.before, tt.after, tt.want, tt.wantDelete) })
+	}
+}
+
+// checkCap checks the minting cap's verdicts for one case: CheckMint(after) when before is
+// nil (a create), else CheckKeyChange(before, after) and CheckKeyDelete(before); each must be
+// the message wanted ("" for allowed), and every refusal EFORBIDDEN.
+func checkCap(t *testing.T, caller *Caller, before, after *APIKey, want, wantDelete string) {
+	t.Helper()
+	var err error
+	if before == nil {
+		err = caller.CheckMint(after)
+	} else {
+		err = caller.CheckKeyChange(before, after)
+		derr := caller.CheckKeyDelete(before)
+		if got := ErrorMessage(derr); got != wantDelete || (derr != nil && ErrorCode(derr) != EFORBIDDEN) {
+			t.Errorf("delete: err = %v (code %s), want %q", derr, ErrorCode(derr), wantDelete)
+		}
+	}
+	if got := ErrorMessage(err); got != want || (err != nil && ErrorCode(err) != EFORBIDDEN) {
+		t.Errorf("err = %v (code %s), want %q", err, ErrorCode(err), want)
 	}
 }

@@ -133,8 +133,23 @@ type APIKey struct {
 	UpdatedAt   int64      `json:"updated_at"`
 	ExpiresAt   *int64     `json:"expires_at"`
 	LastUsedAt  *int64     `json:"last_used_at"`
+	// AllowedCIDRs, if not empty, are the only client networks the key may be used from
+	// (docs/limits.md); the policy judges them.
+	AllowedCIDRs []string `json:"allowed_cidrs"`
+	// RateLimit, if set, bounds the requests the key may make on each node (docs/limits.md).
+	RateLimit *RateLimit `json:"rate_limit"`
+	// RotatedFrom is the id of the key this one replaced by rotation; ReplacedBy the id of the
+	// key that replaced this one (docs/keys.md#rotation).
+	RotatedFrom string `json:"rotated_from,omitempty"`
+	ReplacedBy  string `json:"replaced_by,omitempty"`
 	// Hash is hex(HMAC-SHA512(key = secret, message = id)).
 	Hash string `json:"-"`
+}
+
+// RateLimit is a token bucket: Rate requests per second on average, Burst at once.
+type RateLimit struct {
+	Rate  float64 `json:"rate"`
+	Burst int     `json:"burst"`
 }
 
 // Expired reports whether the key has expired at now: expires_at <= now (Unix seconds).

@@ -98,7 +98,7 @@ func TestAPIKeyJSON(t *testing.T) {
 	}
 	want := `{"id":"0123456789abcdef0123456789abcdef","name":"n","description":"","scopes":["public"],` +
 		`"permissions":"admin","user_id":"user-1","authority_id":"authority-1","created_at":1,` +
-		`"updated_at":2,"expires_at":1700000000,"last_used_at":null}`
+		`"updated_at":2,"expires_at":1700000000,"last_used_at":null,"allowed_cidrs":null,"rate_limit":null}`
 	if diff := cmp.Diff(want, string(b)); diff != "" {
 		t.Errorf("JSON (-want +got):\n%s", diff)
 	}

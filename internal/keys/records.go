@@ -40,7 +40,8 @@ type NewKey struct {
 // limits (failures on "scopes") and, within them, normalises their grammar (a malformed scope
 // is returned as an EINVALID error); trims and checks the name (failures on "name") and trims
 // the description; stores an empty permission as user; checks expires_at is after now
-// (failure on "expires_at"); generates the id, secret and hash (Generate); clears LastUsedAt
+// (failure on "expires_at"); normalises allowed_cidrs and checks rate_limit (failures on
+// those fields, docs/limits.md); generates the id, secret and hash (Generate); clears LastUsedAt
 // and stamps created_at and updated_at. Any other error is internal (no randomness).
 func PrepareKey(k *APIKey, now time.Time) (*NewKey, error) {
 	rec := *k
@@ -58,6 +59,7 @@ func PrepareKey(k *APIKey, now time.Time) (*NewKey, error) {
 		rec.Permissions = PermissionUser
 	}
 	failures = CheckExpiry(rec.ExpiresAt, now, failures)
+	failures = prepareLimits(&rec, failures)
 	plaintext, id, hash, err := Generate()
 	if err != nil {
 		return nil, err
@@ -145,12 +147,15 @@ func PrepareKeyUpdate(u KeyUpdate, now time.Time) (*KeyPatch, error) {
 // Apply applies the patch to rec, the key as stored (its Hash is kept), inside the update's
 // transaction. Only the fields the update sets are checked: the name (CheckName), the
 // permission (an empty one means user; CheckPermissions against the key's user, read with
-// user, no level cap if the user is gone), expires_at (CheckExpiry). The update's Check, if
+// user, no level cap if the user is gone), expires_at (CheckExpiry), allowed_cidrs and
+// rate_limit (NormalizeCIDRs, CheckRateLimit). The update's Check, if
 // set, then judges the key before and after (both without hash) and its error is returned as
 // is: authorization before validation, so a caller who may not write the key learns nothing
 // from its failures. A rename (a change of NameKey) must find the name free (nameTaken,
-// ReasonTaken). It returns whether the key was renamed, and EUNPROCESSABLE with every
-// failure, Check's error or a store error from a callback; on success rec's updated_at is now.
+// ReasonTaken); a key replaced by rotation cannot be renamed nor its expiry lengthened
+// (ErrReplaced, checkReplacedUpdate). It returns whether the key was renamed, and
+// EUNPROCESSABLE with every failure, Check's error or a store error from a callback; on
+// success rec's updated_at is now.
 func (p *KeyPatch) Apply(rec *APIKey, user UserLookup, nameTaken Taken) (renamed bool, err error) {
 	u := p.u
 	before := *rec
@@ -176,6 +181,7 @@ func (p *KeyPatch) Apply(rec *APIKey, user UserLookup, nameTaken Taken) (renamed
 		rec.ExpiresAt = u.ExpiresAt.Value
 		fs = CheckExpiry(rec.ExpiresAt, p.now, fs)
 	}
+	fs = p.applyLimits(rec, fs)
 	if u.Check != nil {
 		before.Hash = ""
 		after := *rec
@@ -185,6 +191,9 @@ func (p *KeyPatch) Apply(rec *APIKey, user UserLookup, nameTaken Taken) (renamed
 		}
 	}
 	renamed = !HasFailure(fs, "name") && NameKey(rec.Name) != NameKey(before.Name)
+	if err := checkReplacedUpdate(&before, rec, renamed); err != nil {
+		return false, err
+	}
 	if renamed {
 		if err := checkTaken(&fs, "name", rec.Name, nameTaken); err != nil {
 			return false, err

@@ -114,11 +114,24 @@ type Service interface {
 	// Returns ENOTFOUND, EINVALID (a malformed scope), EUNPROCESSABLE, or Check's error.
 	UpdateKey(ctx context.Context, id string, u KeyUpdate) (*APIKey, error)
 
-	// DeleteKey deletes the key id; it does not authenticate after DeleteKey returns. Each
-	// check, if any, judges the delete inside its transaction: it sees the key as stored (no
-	// hash), and its error aborts the delete and is returned as is.
+	// DeleteKey deletes the key id; it does not authenticate after DeleteKey returns, and
+	// its deletion mark (tombstone.go), written with the delete, keeps it from ever being
+	// imported or created again (so do DeleteUser's and DeleteDomain's, for every record
+	// they delete). Each check, if any, judges the delete inside its transaction: it sees
+	// the key as stored (no hash), and its error aborts the delete and is returned as is.
 	// Returns ENOTFOUND if there is none, or a check's error.
 	DeleteKey(ctx context.Context, id string, check ...func(k *APIKey) error) error
+
+	// RotateKey replaces the key id by a new key, in one transaction (docs/keys.md#rotation):
+	// the new key has the old one's name, description, scopes, permissions, user, limits and
+	// expires_at, and rotated_from set; the old key gets expires_at = min(its own, now +
+	// r.Overlap) and replaced_by set, and the name's index entry moves to the new key. It
+	// returns the new key with its plaintext, which exists nowhere else, and the old key as
+	// stored. r.Check, if set, judges the old key inside the transaction.
+	// Returns EUNPROCESSABLE for an overlap out of range (field "overlap") or a level above
+	// the user's current one (field "permissions"), ENOTFOUND, ECONFLICT for a key already
+	// replaced or expired, or Check's error.
+	RotateKey(ctx context.Context, id string, r KeyRotation) (*RotatedKey, error)
 
 	// Authenticate verifies a presented key at now: its shape, id, secret (in constant time)
 	// and expiry. The result's key has no hash.
@@ -127,8 +140,30 @@ type Service interface {
 	// ErrExpiredKey (EUNAUTHORIZED) for a key whose expires_at is not after now.
 	Authenticate(ctx context.Context, plaintext string, now time.Time) (*AuthResult, error)
 
+	// Import takes over domains, users and keys with their ids (keys with their hashes, so
+	// that they work unchanged), all or nothing, in one transaction (docs/import.md): the
+	// rules are PrepareImport's and PlanImport's. A record stored with the same fields is left
+	// unchanged, so a re-import changes nothing; a record whose id was deleted (its deletion
+	// mark, tombstone.go) is a conflict, never brought back; with dryRun nothing is written
+	// and the result says what would be. The import writes one audit record (action import).
+	// Returns EUNPROCESSABLE with one failure per bad row (field "line N"), nothing written;
+	// ErrImportConflicts (ECONFLICT) with the result listing the conflicts, nothing written;
+	// ECONFLICT if the import is too large for one transaction of the backend.
+	Import(ctx context.Context, b *ImportBatch, dryRun bool) (*ImportResult, error)
+
 	// Counts returns the number of domains, users and keys stored.
 	Counts(ctx context.Context) (domains, users, keys int)
+
+	// ListAudit returns one page of the audit records matching f, newest first, and the
+	// number matching in all (docs/audit.md). Every write above (create, modify, update,
+	// delete, rotate, an import that writes) stores exactly one record, in the write's own
+	// transaction (NewAuditRecord, with the caller and request id of ctx): a write that fails
+	// stores none, a cascade is one record. RecordUse is no admin write and stores none.
+	ListAudit(ctx context.Context, f AuditFilter) ([]*AuditRecord, int, error)
+
+	// PruneAudit deletes the audit records beyond r, the oldest first, and returns how many;
+	// it stores no record of its own.
+	PruneAudit(ctx context.Context, r AuditRetention) (int, error)
 
 	// OnChange registers fn to be called, after the commit and before the write returns, for
 	// every record written or deleted, each record of a cascade included, so that caches
@@ -174,6 +209,10 @@ type KeyUpdate struct {
 	Scopes      *[]string
 	Permissions *Permission
 	ExpiresAt   NullableInt64
+	// AllowedCIDRs and RateLimit set with a nil Value clear the key's allow-list and rate
+	// limit (docs/limits.md); an empty list clears the allow-list too.
+	AllowedCIDRs Nullable[[]string]
+	RateLimit    Nullable[RateLimit]
 
 	// Check, if set, is called inside the update's transaction with the key as stored and as
 	// it would be stored after the update (scopes normalised, no hash); an error aborts the

@@ -63,13 +63,13 @@ func BenchmarkDecide(b *testing.B) {
 		}
 		b.Run(tc.name, func(b *testing.B) {
 			ctx := context.Background()
-			if d := e.Decide(ctx, tc.in).Decision; d.Status != tc.wantStatus {
-				b.Fatalf("decision %+v, want status %d", d, tc.wantStatus)
+			if r := e.Decide(ctx, tc.in); r.Decision.Status != tc.wantStatus {
+				b.Fatalf("decision %+v (%v), want status %d", r.Decision, r.Err, tc.wantStatus)
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				if d := e.Decide(ctx, tc.in).Decision; d.Status == 500 {
-					b.Fatalf("decision failed: %+v", d)
+				if r := e.Decide(ctx, tc.in); r.Decision.Status == 500 {
+					b.Fatalf("decision failed: %v", r.Err)
 				}
 			}
 		})

@@ -9,13 +9,9 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
-	"github.com/open-policy-agent/opa/v1/metrics"
-	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 )
-
-// termResult makes rego hand back the result term itself instead of converting it to Go values.
-func termResult(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }
 
 // compile builds a complete, immutable state from b, or explains why it cannot.
 func compile(ctx context.Context, b *bundle.Bundle) (*state, error) {
@@ -37,28 +33,31 @@ func compile(ctx context.Context, b *bundle.Bundle) (*state, error) {
 		inmem.OptRoundTripOnWrite(false),
 		inmem.OptReturnASTValuesOnRead(true))
 
-	pq, err := rego.New(
-		rego.Query(DecisionQuery),
-		rego.Compiler(compiler),
-		rego.Store(store),
-		rego.StrictBuiltinErrors(true),
-	).PrepareForEval(ctx)
+	query, qc, err := compileDecisionQuery(compiler)
 	if err != nil {
 		return nil, fmt.Errorf("opa: policy %s: prepare %s: %w", rev, DecisionQuery, err)
 	}
+	routes, err := storage.ReadOne(ctx, store, routesPath)
+	if err != nil {
+		return nil, fmt.Errorf("opa: policy %s: read %v: %w", rev, routesPath, err)
+	}
+	routesValue, ok := routes.(ast.Value)
+	if !ok {
+		return nil, fmt.Errorf("opa: policy %s: %v is a %T, not a Rego value", rev, routesPath, routes)
+	}
 	st := &state{
-		revision: rev,
-		query:    pq,
-		static: [3]rego.EvalOption{
-			rego.EvalMetrics(metrics.NoOp()),
-			rego.EvalInstrument(false),
-			rego.EvalGenerateJSON(termResult),
-		},
+		revision:      rev,
+		compiler:      compiler,
+		store:         store,
+		query:         query,
+		queryCompiler: qc,
+		routesValue:   routesValue,
+		callsOut:      callsOut(compiler),
 	}
 	st.policy = Policy{Revision: rev, st: weak.Make(st)}
 	vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := st.eval(vctx, (&Input{}).astValue()); err != nil {
+	if _, err := st.eval(vctx, (&Input{}).astValue(), 10*time.Second); err != nil {
 		return nil, fmt.Errorf("opa: policy %s does not decide on an empty input: %w", rev, err)
 	}
 	return st, nil
@@ -95,4 +94,44 @@ func compileWithIndex(ctx context.Context, b *bundle.Bundle) (*ast.Compiler, map
 		return nil, nil, err
 	}
 	return compiler, data, nil
+}
+
+// resultVar is the variable the compiled decision query binds the decision to.
+var resultVar = ast.Var("decision")
+
+// compileDecisionQuery compiles `decision = data.keyauthz.decision` against compiler, once per
+// load, as rego.PrepareForEval would (the query compiler's default stages, not strict).
+func compileDecisionQuery(compiler *ast.Compiler) (ast.Body, ast.QueryCompiler, error) {
+	body, err := ast.ParseBodyWithOpts(string(resultVar)+" = "+DecisionQuery, ast.ParserOptions{RegoVersion: ast.RegoV1})
+	if err != nil {
+		return nil, nil, err
+	}
+	qc := compiler.QueryCompiler().WithStrict(false)
+	compiled, err := qc.Compile(body)
+	if err != nil {
+		return nil, nil, err
+	}
+	return compiled, qc, nil
+}
+
+// callsOut reports whether the policy calls a non-deterministic built-in (http.send,
+// net.lookup_ip_addr, ...): those may wait on the network, and read their deadline from the
+// evaluation's context (see state.eval).
+func callsOut(compiler *ast.Compiler) bool {
+	found := false
+	for _, m := range compiler.Modules {
+		ast.WalkExprs(m, func(x *ast.Expr) bool {
+			if found {
+				return true
+			}
+			if !x.IsCall() {
+				return false
+			}
+			if b, ok := ast.BuiltinMap[x.Operator().String()]; ok && b.Nondeterministic {
+				found = true
+			}
+			return found
+		})
+	}
+	return found
 }

@@ -5,11 +5,10 @@ import (
 	"fmt"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/rego"
 )
 
 // Decision is data.keyauthz.decision (docs/policy-contract.md#output). The zero value is a deny.
-// The policy's answer is read strictly (decisionFromResultSet, below): anything else is a fault.
+// The policy's answer is read strictly (decisionFromValue, below): anything else is a fault.
 type Decision struct {
 	Allow       bool   `json:"allow"`
 	Status      int    `json:"status"`
@@ -36,31 +35,6 @@ var (
 	keyAccess      = ast.StringTerm("access")
 	keyGate        = ast.StringTerm("gate")
 )
-
-// decisionFromResultSet converts the result of DecisionQuery strictly: exactly one result with
-// one expression whose value is a well-formed decision object.
-func decisionFromResultSet(rs rego.ResultSet) (Decision, error) {
-	switch {
-	case len(rs) == 0:
-		return failed, errors.New("opa: decision is undefined")
-	case len(rs) > 1:
-		return failed, fmt.Errorf("opa: decision has %d results, want 1", len(rs))
-	case len(rs[0].Expressions) != 1:
-		return failed, fmt.Errorf("opa: decision has %d expressions, want 1", len(rs[0].Expressions))
-	}
-	var v ast.Value
-	switch x := rs[0].Expressions[0].Value.(type) {
-	case *ast.Term:
-		v = x.Value
-	default:
-		// Only reached if the result was converted to Go values; accept those too.
-		var err error
-		if v, err = ast.InterfaceToValue(x); err != nil {
-			return failed, fmt.Errorf("opa: decision: %w", err)
-		}
-	}
-	return decisionFromValue(v)
-}
 
 // decisionFromValue reads a decision object: allow (bool), status (200, 401 or 403), message
 // (string), route (object whose resource, access and gate are strings when present) and

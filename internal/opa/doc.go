@@ -10,6 +10,9 @@
 //
 //   - engine.go: Engine (New, Swap, Policy, Revision) and Decide, the one decision entry point.
 //   - compile.go: a policy compiled and its decision query prepared, once per load.
+//   - eval.go: one evaluation of the decision query, and its time-out (deadline).
+//   - evalcache.go: the evaluator's per-evaluation caches, reused from a pool
+//     (docs/performance.md#the-engine).
 //   - input.go: Input, the typed policy input, and its conversion to a Rego value.
 //   - decision.go: Decision, and the strict reading of the policy's answer (fail closed).
 //   - routes.go: the route index built from the route table (WithRouteIndex), ScopeNames.

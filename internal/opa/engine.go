@@ -3,7 +3,6 @@ package opa
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -11,8 +10,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
-	"github.com/open-policy-agent/opa/v1/rego"
-	"github.com/open-policy-agent/opa/v1/topdown"
+	"github.com/open-policy-agent/opa/v1/storage"
 )
 
 const (
@@ -49,10 +47,23 @@ type state struct {
 	// policy names this load (its revision and a weak pointer to this state), made once at
 	// compile time: weak.Make takes a runtime lock, so it must not run on every decision.
 	policy Policy
-	query  rego.PreparedEvalQuery
-	// static holds the per-evaluation options that do not depend on the request.
-	static [3]rego.EvalOption
+	// compiler, store, query and queryCompiler are what topdown evaluates (eval.go).
+	compiler      *ast.Compiler
+	store         storage.Store
+	query         ast.Body
+	queryCompiler ast.QueryCompiler
+	// routesValue is the data at routesRef (the route table and its index) as the store holds
+	// it: each evaluation's base cache starts with it (evalcache.go).
+	routesValue ast.Value
+	// callsOut is set when the policy calls a built-in that may wait on the network.
+	callsOut bool
 }
+
+// routesPath and routesRef name data.keyauthz.routes, the route table and its index.
+var (
+	routesPath = storage.Path(indexPath[:len(indexPath)-1])
+	routesRef  = ast.MustParseRef("data.keyauthz.routes")
+)
 
 // New compiles b, materialises its route index, prepares the decision query and checks that
 // the policy decides on an empty input. It returns an error, and no Engine, when any step fails.
@@ -166,9 +177,7 @@ func (e *Engine) decideState(ctx context.Context, st *state, in *Input) (Decisio
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	return st.eval(ctx, in.astValue())
+	return st.eval(ctx, in.astValue(), timeout)
 }
 
 func (e *Engine) logFailure(ctx context.Context, st *state, in *Input, err error) {
@@ -190,29 +199,4 @@ func (e *Engine) logFailure(ctx context.Context, st *state, in *Input, err error
 		}
 	}
 	e.logger.LogAttrs(ctx, slog.LevelError, "policy evaluation failed", attrs...)
-}
-
-// eval runs the prepared query once. Cancellation comes from ctx through an external
-// topdown.Cancel (context.AfterFunc), which is cheaper than the goroutine rego starts otherwise.
-func (st *state) eval(ctx context.Context, input ast.Value) (Decision, error) {
-	if err := ctx.Err(); err != nil {
-		return failed, fmt.Errorf("opa: evaluate: %w", err)
-	}
-	c := topdown.NewCancel()
-	stop := context.AfterFunc(ctx, c.Cancel)
-	defer stop()
-	opts := [...]rego.EvalOption{
-		rego.EvalParsedInput(input),
-		rego.EvalExternalCancel(c),
-		st.static[0], st.static[1], st.static[2],
-	}
-	rs, err := st.query.Eval(ctx, opts[:]...)
-	if err != nil {
-		return failed, fmt.Errorf("opa: evaluate: %w", err)
-	}
-	if err := ctx.Err(); err != nil {
-		// The deadline passed while evaluating: the result may be cut short.
-		return failed, fmt.Errorf("opa: evaluate: %w", err)
-	}
-	return decisionFromResultSet(rs)
 }

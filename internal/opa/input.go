@@ -50,6 +50,9 @@ type Request struct {
 	// present and not "same-origin" or "none", or Origin present with a host other than Host.
 	// The policy refuses writes made with an ambient (cookie or URL) key on such a request.
 	CrossSite bool `json:"cross_site"`
+	// ClientIP is the client's address as the trusted source of the surface gives it
+	// (docs/limits.md#the-client-address), canonical (keys.ParseClientIP); absent when unknown.
+	ClientIP string `json:"client_ip,omitempty"`
 }
 
 // Domain is a PlaceOS authority as the policy sees it.
@@ -66,6 +69,9 @@ type Key struct {
 	Scopes      []string `json:"scopes"`
 	Permissions string   `json:"permissions"`
 	Source      string   `json:"source"` // "header", "query" or "cookie"
+	// AllowedCIDRs are the only networks the key may be used from (docs/limits.md); absent
+	// when the key has no allow-list.
+	AllowedCIDRs []string `json:"allowed_cidrs,omitempty"`
 }
 
 // User is the user a key emulates.
@@ -103,6 +109,8 @@ var (
 	inSysAdmin    = ast.StringTerm("sys_admin")
 	inSupport     = ast.StringTerm("support")
 	inGroups      = ast.StringTerm("groups")
+	inClientIP    = ast.StringTerm("client_ip")
+	inAllowedNets = ast.StringTerm("allowed_cidrs")
 	nullTerm      = ast.NullTerm()
 )
 
@@ -151,13 +159,20 @@ func (d *Domain) Term() *ast.Term {
 
 // Term is k as the policy input's key part.
 func (k *Key) Term() *ast.Term {
-	return ast.NewTerm(ast.NewObject(
+	items := [...][2]*ast.Term{
 		ast.Item(inID, str(k.ID)),
 		ast.Item(inAuthorityID, str(k.AuthorityID)),
 		ast.Item(inScopes, strs(k.Scopes)),
 		ast.Item(inPermissions, str(k.Permissions)),
 		ast.Item(inSource, str(k.Source)),
-	))
+		{},
+	}
+	n := len(items) - 1
+	if len(k.AllowedCIDRs) > 0 {
+		items[n] = ast.Item(inAllowedNets, strs(k.AllowedCIDRs))
+		n++
+	}
+	return ast.NewTerm(ast.NewObject(items[:n]...))
 }
 
 // Term is u as the policy input's user part.
@@ -174,18 +189,41 @@ func (u *User) Term() *ast.Term {
 }
 
 func (r *Request) astValue() ast.Value {
-	return ast.NewObject(
+	items := [...][2]*ast.Term{
 		ast.Item(inMethod, str(r.Method)),
 		ast.Item(inPath, str(r.Path)),
 		ast.Item(inHost, str(r.Host)),
 		ast.Item(inProtocol, str(r.Protocol)),
 		ast.Item(inQuery, query(r.Query)),
 		ast.Item(inCrossSite, ast.InternedTerm(r.CrossSite)),
-	)
+		{},
+	}
+	n := len(items) - 1
+	if r.ClientIP != "" {
+		items[n] = ast.Item(inClientIP, str(r.ClientIP))
+		n++
+	}
+	return ast.NewObject(items[:n]...)
 }
 
-// str returns an interned term for common strings (e.g. "GET", "http"), else a new one.
-func str(s string) *ast.Term { return ast.InternedTerm(s) }
+// str returns a shared term for common strings (the methods keyauthz judges, the protocols and
+// key sources, and what OPA interns, such as "http"), else a new one: each new string term is
+// two allocations on every decision.
+func str(s string) *ast.Term {
+	if t, ok := common[s]; ok {
+		return t
+	}
+	return ast.InternedTerm(s)
+}
+
+// common are the shared terms of str.
+var common = func() map[string]*ast.Term {
+	m := map[string]*ast.Term{}
+	for _, s := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "http", "websocket", "header", "query", "cookie"} {
+		m[s] = ast.StringTerm(s)
+	}
+	return m
+}()
 
 func strs(ss []string) *ast.Term {
 	if ss == nil {

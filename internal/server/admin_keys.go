@@ -1,7 +1,6 @@
 package server
 
 import (
-	"cmp"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -16,7 +15,8 @@ import (
 // keys.Service it works on; routes.go maps them behind the policy's authorization. Request and
 // response types are local to this file.
 
-// keyResponse is a key as the API shows it: x_api_key is the plaintext on create, else null.
+// keyResponse is a key as the API shows it: x_api_key is the plaintext on create (and rotate),
+// else null; its JSON also carries the computed state (MarshalJSON, admin_rotate.go).
 type keyResponse struct {
 	*keys.APIKey
 	XAPIKey *string `json:"x_api_key"`
@@ -29,6 +29,9 @@ type createKeyRequest struct {
 	UserID      string          `json:"user_id"`
 	Permissions keys.Permission `json:"permissions"`
 	ExpiresAt   *int64          `json:"expires_at"`
+	// The key's limits (docs/limits.md); absent or null: none.
+	AllowedCIDRs []string        `json:"allowed_cidrs"`
+	RateLimit    *keys.RateLimit `json:"rate_limit"`
 }
 
 type updateKeyRequest struct {
@@ -37,6 +40,9 @@ type updateKeyRequest struct {
 	Scopes      *[]string          `json:"scopes"`
 	Permissions *keys.Permission   `json:"permissions"`
 	ExpiresAt   keys.NullableInt64 `json:"expires_at"`
+	// null (or an empty list) clears a limit (docs/limits.md).
+	AllowedCIDRs keys.Nullable[[]string]       `json:"allowed_cidrs"`
+	RateLimit    keys.Nullable[keys.RateLimit] `json:"rate_limit"`
 }
 
 // maxListLimit caps ?limit=, as PlaceOS clamps it to 0-10000.
@@ -69,7 +75,7 @@ func handleListKeys(s keys.Service) gin.HandlerFunc {
 			writeError(c, err)
 			return
 		}
-		setPageHeaders(c, "api_key", offset, len(list), total, limit)
+		setPageHeaders(c, "api_key", offset, len(list), total, limit, "authority_id", "q")
 		out := make([]keyResponse, len(list))
 		for i, k := range list {
 			out[i] = keyResponse{APIKey: k}
@@ -79,8 +85,8 @@ func handleListKeys(s keys.Service) gin.HandlerFunc {
 }
 
 // setPageHeaders sets X-Total-Count, Content-Range ("api_key 0-9/42") and, when more follow,
-// Link with rel="next".
-func setPageHeaders(c *gin.Context, unit string, offset, n, total, limit int) {
+// Link with rel="next", carrying the listing's own query parameters params.
+func setPageHeaders(c *gin.Context, unit string, offset, n, total, limit int, params ...string) {
 	c.Header("X-Total-Count", strconv.Itoa(total))
 	if n > 0 {
 		c.Header("Content-Range", fmt.Sprintf("%s %d-%d/%d", unit, offset, offset+n-1, total))
@@ -91,7 +97,7 @@ func setPageHeaders(c *gin.Context, unit string, offset, n, total, limit int) {
 		// Only the listing's own parameters are carried over: a key given as a URL parameter,
 		// under any name, must not be echoed in a response.
 		q := url.Values{}
-		for _, name := range []string{"authority_id", "q"} {
+		for _, name := range params {
 			if v, ok := c.GetQuery(name); ok {
 				q.Set(name, v)
 			}
@@ -109,7 +115,8 @@ func queryInt(c *gin.Context, name string, def int) (int, error) {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 {
-		return 0, keys.Errorf(keys.EINVALID, "query parameter %s must be a non-negative integer, got %q", name, v)
+		// The value is not echoed: a URL parameter may hold anything, a key included.
+		return 0, keys.Errorf(keys.EINVALID, "query parameter %s must be a non-negative integer", name)
 	}
 	return n, nil
 }
@@ -125,13 +132,16 @@ func handleCreateKey(s keys.Service) gin.HandlerFunc {
 		// The minting cap (keys/grant.go) on the key as it will be stored: an empty permission is
 		// stored as user; a caller whose key expires mints only keys that expire no later.
 		// Malformed scopes are left to the store (400).
-		if err := keys.CallerFrom(c.Request.Context()).CheckGrant(req.Scopes, cmp.Or(req.Permissions, keys.PermissionUser), req.ExpiresAt); err != nil {
+		if err := keys.CallerFrom(c.Request.Context()).CheckMint(&keys.APIKey{
+			Scopes: req.Scopes, Permissions: req.Permissions, ExpiresAt: req.ExpiresAt, AllowedCIDRs: req.AllowedCIDRs,
+		}); err != nil {
 			writeError(c, err)
 			return
 		}
 		k := &keys.APIKey{
 			Name: req.Name, Description: req.Description, Scopes: req.Scopes, UserID: req.UserID,
 			Permissions: req.Permissions, ExpiresAt: req.ExpiresAt,
+			AllowedCIDRs: req.AllowedCIDRs, RateLimit: req.RateLimit,
 		}
 		plaintext, err := s.CreateKey(c.Request.Context(), k)
 		if err != nil {
@@ -170,6 +180,7 @@ func handleUpdateKey(s keys.Service) gin.HandlerFunc {
 		k, err := s.UpdateKey(c.Request.Context(), c.Param("id"), keys.KeyUpdate{
 			Name: req.Name, Description: req.Description, Scopes: req.Scopes, Permissions: req.Permissions,
 			ExpiresAt: req.ExpiresAt, Check: keys.CallerFrom(c.Request.Context()).CheckKeyChange,
+			AllowedCIDRs: req.AllowedCIDRs, RateLimit: req.RateLimit,
 		})
 		if err != nil {
 			writeError(c, err)

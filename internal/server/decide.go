@@ -26,6 +26,9 @@ type dataInput struct {
 	Protocol string `json:"protocol"`
 	// Headers maps a header name (any case) to a value, or to a list of values.
 	Headers map[string]headerValues `json:"headers"`
+	// ClientIP is the address of the client the service or gateway is asking about, optional
+	// (docs/limits.md#the-client-address): without it, a key with an allow-list is refused.
+	ClientIP string `json:"client_ip"`
 }
 
 // headerValues is a header's value in the Data API input: a string or a list of strings.
@@ -71,6 +74,8 @@ type DecisionResult struct {
 	Permissions string            `json:"permissions"`
 	Scopes      []string          `json:"scopes"`
 	Headers     map[string]string `json:"headers"`
+	// RetryAfter is set with status 429 (the key's rate limit): seconds until it may try again.
+	RetryAfter int `json:"retry_after,omitempty"`
 }
 
 // handleDataDecision serves the Data API: the full decision, or (boolOnly) just allow, for OPA
@@ -86,6 +91,12 @@ func (s *Server) handleDataDecision(boolOnly bool) gin.HandlerFunc {
 			writeError(c, keys.Errorf(keys.EINVALID, `missing "input"`))
 			return
 		}
+		if ip := body.Input.ClientIP; ip != "" {
+			if _, ok := keys.ParseClientIP(ip); !ok {
+				writeError(c, keys.Errorf(keys.EINVALID, `"client_ip" must be an IPv4 or IPv6 address without a port`))
+				return
+			}
+		}
 		header := headerFromInput(body.Input.Headers)
 		res, id := s.decide(c, authz.Request{
 			Method:   body.Input.Method,
@@ -93,6 +104,7 @@ func (s *Server) handleDataDecision(boolOnly bool) gin.HandlerFunc {
 			Host:     cmp.Or(body.Input.Host, header.Get("Host")),
 			Header:   header,
 			Protocol: body.Input.Protocol,
+			ClientIP: body.Input.ClientIP,
 		})
 		if boolOnly {
 			c.JSON(http.StatusOK, boolResponse{Result: res.Decision.Allow, DecisionID: id})
@@ -138,6 +150,9 @@ func decisionResult(res authz.Result) DecisionResult {
 	}
 	if out.Allow {
 		out.Headers = identityHeaders(res)
+	}
+	if res.Decision.Status == http.StatusTooManyRequests {
+		out.RetryAfter = authz.RetryAfterSeconds(res.RetryAfter)
 	}
 	return out
 }

@@ -186,6 +186,7 @@ var gatewayStyles = map[string]func(t *testing.T, f *fixture, c decisionCase) *h
 		req := newRequest(t, "GET", f.URL+"/authz/nginx", nil)
 		req.Header.Set("X-Original-Method", c.method)
 		req.Header.Set("X-Original-URI", path)
+		req.Header.Set("X-Original-Remote-Addr", "192.0.2.1")
 		req.Host = c.hostname()
 		setHeaders(req, headers, c.ws)
 		return req

@@ -35,6 +35,7 @@ type decisionRecord struct {
 	Query      string `json:"query,omitempty"`
 	Host       string `json:"host"`
 	Protocol   string `json:"protocol"`
+	ClientIP   string `json:"client_ip,omitempty"` // the client address, if known (docs/limits.md)
 	KeyID      string `json:"key_id,omitempty"`
 	UserID     string `json:"user_id,omitempty"`
 	Result     string `json:"result"`
@@ -56,6 +57,7 @@ func (l *DecisionLogger) Log(id string, res authz.Result, revision string, elaps
 		Query:      logQuery(res.Input.Request.Query),
 		Host:       RedactKeys(res.Input.Request.Host),
 		Protocol:   res.Input.Request.Protocol,
+		ClientIP:   res.Input.Request.ClientIP,
 		KeyID:      res.KeyID,
 		Result:     "deny",
 		Status:     res.Decision.Status,

@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -33,17 +34,42 @@ const msgRetired = "/authz was replaced by /authz/nginx, /authz/traefik and /aut
 type readForwarded func(r *http.Request) (req authz.Request, problem string)
 
 // nginxRequest reads nginx's auth_request subrequest: the docs' configuration sets X-Original-URI
-// to $request_uri, X-Original-Method to $request_method and Host to $host, replacing whatever
-// the client sent under those names.
+// to $request_uri, X-Original-Method to $request_method, X-Original-Remote-Addr to $remote_addr
+// and Host to $host, replacing whatever the client sent under those names.
 func nginxRequest(r *http.Request) (authz.Request, string) {
-	v, problem := trustedHeaders(r.Header, "X-Original-Method", "X-Original-URI")
+	// The client address is required like the method and URI: nginx passes every client header
+	// to its auth subrequest, so a configuration that does not set X-Original-Remote-Addr lets
+	// the client write it, and an allow-listed key would be judged on the client's word. Refusing
+	// every request of such a configuration makes it fail closed, and noticed.
+	v, problem := trustedHeaders(r.Header, "X-Original-Method", "X-Original-URI", nginxClientHeader)
 	if problem != "" {
 		return authz.Request{}, problem
 	}
 	if r.Host == "" {
 		return authz.Request{}, missing("Host")
 	}
-	return authz.Request{Method: v[0], URI: v[1], Host: r.Host, Header: r.Header}, ""
+	return authz.Request{Method: v[0], URI: v[1], Host: r.Host, Header: r.Header, ClientIP: v[2]}, ""
+}
+
+// nginxClientHeader carries nginx's $remote_addr, the address of the client connected to it
+// (docs/limits.md#the-client-address). The docs' configuration sets it with proxy_set_header,
+// which replaces a client's header of that name.
+const nginxClientHeader = "X-Original-Remote-Addr"
+
+// forwardedClient is the client address Traefik and Envoy add: the right-most entry of
+// X-Forwarded-For, which a proxy appends to whatever the client sent (Traefik with
+// trustForwardHeader false, Envoy with use_remote_address true). Entries to its left come
+// from the client, or from proxies keyauthz knows nothing of, and are never read.
+func forwardedClient(h http.Header) string {
+	v := h.Values("X-Forwarded-For")
+	if len(v) == 0 {
+		return ""
+	}
+	last := v[len(v)-1]
+	if i := strings.LastIndexByte(last, ','); i >= 0 {
+		last = last[i+1:]
+	}
+	return strings.TrimSpace(last)
 }
 
 // traefikRequest reads Traefik's ForwardAuth request: with trustForwardHeader false, Traefik sets
@@ -53,7 +79,7 @@ func traefikRequest(r *http.Request) (authz.Request, string) {
 	if problem != "" {
 		return authz.Request{}, problem
 	}
-	return authz.Request{Method: v[0], URI: v[1], Host: v[2], Header: r.Header}, ""
+	return authz.Request{Method: v[0], URI: v[1], Host: v[2], Header: r.Header, ClientIP: forwardedClient(r.Header)}, ""
 }
 
 // envoyRequest reads Envoy's HTTP ext_authz request: the client's method and Host, and the
@@ -68,7 +94,7 @@ func envoyRequest(r *http.Request) (authz.Request, string) {
 	if uri == "" || uri[0] == '?' {
 		uri = "/" + uri
 	}
-	return authz.Request{Method: r.Method, URI: uri, Host: r.Host, Header: r.Header}, ""
+	return authz.Request{Method: r.Method, URI: uri, Host: r.Host, Header: r.Header, ClientIP: forwardedClient(r.Header)}, ""
 }
 
 // trustedHeaders returns the one value of each header the gateway sets, in the order named.
@@ -109,7 +135,18 @@ func (s *Server) handleForwardAuth(read readForwarded) gin.HandlerFunc {
 		c.Header("X-Decision-Id", id)
 		if !res.Decision.Allow {
 			c.Header("X-Auth-Error", res.Decision.Message)
-			c.AbortWithStatusJSON(denyStatus(res.Decision), gin.H{
+			status := denyStatus(res.Decision)
+			if status == http.StatusTooManyRequests {
+				c.Header("X-Auth-Status", strconv.Itoa(status))
+				setRetryAfter(c, res)
+				// nginx's auth_request takes any status but 2xx, 401 and 403 for a fault of
+				// its own (500): nginx is told 403, and the configuration of docs/gateways.md
+				// answers the client 429 from X-Auth-Status, with Retry-After.
+				if c.Request.URL.Path == nginxAuthPath {
+					status = http.StatusForbidden
+				}
+			}
+			c.AbortWithStatusJSON(status, gin.H{
 				"error":  res.Decision.Message,
 				"status": res.Decision.Status,
 				"route":  res.Decision.Route,

@@ -32,7 +32,7 @@ var hostileHeaders = map[string]string{
 
 // styleHeaders are the headers each style trusts; the hostile set must not replace them.
 var styleHeaders = map[string][]string{
-	"nginx":   {"X-Original-Method", "X-Original-Uri"},
+	"nginx":   {"X-Original-Method", "X-Original-Uri", "X-Original-Remote-Addr"},
 	"traefik": {"X-Forwarded-Method", "X-Forwarded-Uri", "X-Forwarded-Host"},
 	"envoy":   nil,
 }
@@ -181,6 +181,7 @@ func TestRetiredForwardAuth(t *testing.T) {
 				req.Header.Set("X-API-Key", f.Admin)
 				req.Header.Set("X-Original-Method", "GET")
 				req.Header.Set("X-Original-URI", v2+"/api_keys")
+				req.Header.Set("X-Original-Remote-Addr", "192.0.2.1")
 				req.Header.Set("X-Forwarded-Method", "GET")
 				req.Header.Set("X-Forwarded-Uri", v2+"/api_keys")
 				req.Header.Set("X-Forwarded-Host", "localhost")
@@ -213,6 +214,7 @@ func TestEnvoyPathStaysAJudgedPath(t *testing.T) {
 			req.Host = "localhost"
 			req.Header.Set("X-Original-Method", "GET")
 			req.Header.Set("X-Original-URI", v2)
+			req.Header.Set("X-Original-Remote-Addr", "192.0.2.1")
 			status, body, h := send(t, req)
 			if h.Get("X-Decision-Id") == "" {
 				t.Fatalf("%s: not a decision: %d %s", path, status, body)

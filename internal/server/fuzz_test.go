@@ -186,6 +186,7 @@ func FuzzForwardAuth(f *testing.F) {
 			req.RequestURI = "/authz/nginx"
 			req.Header.Set("X-Original-Method", method)
 			req.Header.Set("X-Original-URI", uri)
+			req.Header.Set("X-Original-Remote-Addr", "192.0.2.1")
 		case 1:
 			req.RequestURI = "/authz/traefik"
 			req.Header.Set("X-Forwarded-Method", method)

@@ -232,6 +232,7 @@ func TestRequestLogRedactsKey(t *testing.T) {
 		req.Host = "localhost"
 		req.Header.Set("X-Original-Method", "GET")
 		req.Header.Set("X-Original-URI", uri)
+		req.Header.Set("X-Original-Remote-Addr", "192.0.2.1")
 		if status, body, _ := send(t, req); status >= 500 {
 			t.Fatalf("/authz/nginx %s: %d %s", uri, status, body)
 		}
@@ -255,6 +256,7 @@ func TestRequestLogRedactsKey(t *testing.T) {
 	req.Host = "localhost"
 	req.Header.Set("X-Original-Method", f.Booking)
 	req.Header.Set("X-Original-URI", v2+"/systems/sys-1")
+	req.Header.Set("X-Original-Remote-Addr", "192.0.2.1")
 	if status, body, _ := send(t, req); status >= 500 {
 		t.Fatalf("/authz/nginx with a key as method: %d %s", status, body)
 	}

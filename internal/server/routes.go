@@ -23,6 +23,9 @@ func (s *Server) routes() {
 	api.PATCH("/api_keys/:id", handleUpdateKey(store))
 	api.PUT("/api_keys/:id", handleUpdateKey(store))
 	api.DELETE("/api_keys/:id", handleDeleteKey(store))
+	api.POST("/api_keys/:id/rotate", handleRotateKey(store))
+	api.POST("/import/placeos", handleImportPlaceOS(store))
+	api.GET("/audit", handleListAudit(store)) // admin_audit.go
 
 	api.GET("/domains", handleListDomains(store))
 	api.POST("/domains", handleCreateDomain(store))

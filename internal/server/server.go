@@ -81,6 +81,7 @@ func New(deps Deps) *Server {
 	}
 	caches := map[string]CacheStats{"key": a.StoreCache().Stats, "decision": a.DecisionCache().Stats}
 	s.metrics = newMetrics(deps.Registry, deps.Store, revision, caches)
+	registerLimitMetrics(deps.Registry, a)
 	g.Use(s.recoverJSON, s.logRequests)
 	s.routes()
 	return s
@@ -149,13 +150,20 @@ const ctxKeyID = "keyauthz.key_id"
 // credential path as the decision endpoints, on the raw request-target (requestURI). A deny ends the request with the decision's status
 // and {"error": message}; an allow hands the caller to the handler.
 func (s *Server) authorize(c *gin.Context) {
-	res, _ := s.decide(c, authz.Request{
+	res, decisionID := s.decide(c, authz.Request{
 		Method: c.Request.Method,
 		URI:    requestURI(c.Request),
 		Host:   c.Request.Host,
 		Header: c.Request.Header,
+		// The admin API is reached directly: its client is the connection (docs/limits.md).
+		ClientIP: connectionIP(c.Request),
 	})
+	// The request id of the audit log (docs/audit.md) is the id of the decision that let the
+	// request in, so a record leads to its decision log entry; the client sees it too.
+	c.Header("X-Request-Id", decisionID)
+	c.Request = c.Request.WithContext(keys.ContextWithRequestID(c.Request.Context(), decisionID))
 	if !res.Decision.Allow {
+		setRetryAfter(c, res)
 		c.AbortWithStatusJSON(denyStatus(res.Decision), gin.H{"error": res.Decision.Message})
 		return
 	}
@@ -187,7 +195,7 @@ func (s *Server) decide(c *gin.Context, r authz.Request) (authz.Result, string) 
 // denyStatus is the HTTP status of a deny: the decision's own, never 200.
 func denyStatus(d opa.Decision) int {
 	switch d.Status {
-	case http.StatusUnauthorized, http.StatusForbidden, http.StatusInternalServerError, http.StatusServiceUnavailable:
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusServiceUnavailable:
 		return d.Status
 	default:
 		return http.StatusForbidden

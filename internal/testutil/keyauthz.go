@@ -137,6 +137,16 @@ func Start(tb testing.TB, bin, dataDir string, args ...string) (*Process, error)
 	return p, nil
 }
 
+// Kill ends the process with SIGKILL (kill -9: no shutdown, nothing flushed), as a crash or
+// the OOM killer would, and waits for it. Cleanup's Stop is then a no-op.
+func (p *Process) Kill() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
 // Stop sends the process SIGTERM, kills it if it has not exited within 20s, and waits for it.
 // It is safe to call more than once; cleanup calls it too.
 func (p *Process) Stop() {

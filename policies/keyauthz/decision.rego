@@ -25,61 +25,66 @@ decision := {
 	"status": o.status,
 	"message": o.message,
 	"route": r.out,
-	"permissions": ["user", "support", "admin", "admin_support"][level],
+	"permissions": ["user", "support", "admin", "admin_support"][lvl],
 } if {
-	r := route
-	o := outcome(r)
+	r := routing.route(input)
+	lvl := level(input)
+	o := outcome(r, lvl)
 }
 
-# route is the matched route of the table or, when none matches, the catch-all (facts.unlisted),
-# as the route index holds them: each with its facts (facts.route_facts) already computed for the
-# request's method. A method keyauthz does not judge (routing.judged: the index holds no entry
-# for it) has no route at all: its decision names none, and it is refused before anything else.
-route := r if {
-	r := routing.lookup(input.request.method, routing.segments(lower(input.request.path)))
-} else := {"out": {"resource": "", "access": "", "gate": ""}, "params": {}, "unjudged": true}
+# The rules below are functions of the request's route r (routing.route: the matched route of
+# the table or, when none matches, the catch-all facts.unlisted, as the route index holds them,
+# each with its facts already computed for the request's method; a method keyauthz does not
+# judge has no route, only {"unjudged": true}), and of the caller's level lvl, rather than rules
+# reading a `route` rule: a function reads its argument, where each reference to another rule
+# costs the evaluator a lookup in its cache (docs/performance.md#the-policy).
 
-# bound holds the route's parameters, bound to the request's path segments.
-bound := routing.params(route, input.request.path)
-
-# level is the caller's permission level, 0 (user) to 3 (admin_support): the key's level
-# (its permissions; anything else, or no key, counts as user), capped at its user's current
-# level (sys_admin and support both: admin_support; sys_admin: admin; support: support; else
-# user; a flag counts when it is present and not false), so that demoting a user narrows its
-# keys at once. (One expression over inline tables: each rule a decision evaluates costs
-# allocations.)
-level := min([
-	object.get({"user": 0, "support": 1, "admin": 2, "admin_support": 3}, object.get(input, ["key", "permissions"], ""), 0),
-	{true: {true: 3, false: 2}, false: {true: 1, false: 0}}[object.get(input, ["user", "sys_admin"], false) != false][object.get(input, ["user", "support"], false) != false],
+# level is the caller's permission level in policy input x, 0 (user) to 3 (admin_support): the
+# key's level (its permissions; anything else, or no key, counts as user), capped at its user's
+# current level (sys_admin and support both: admin_support; sys_admin: admin; support: support;
+# else user; a flag counts when it is present and not false), so that demoting a user narrows
+# its keys at once.
+level(x) := min([
+	object.get({"user": 0, "support": 1, "admin": 2, "admin_support": 3}, object.get(x, ["key", "permissions"], ""), 0),
+	{true: {true: 3, false: 2}, false: {true: 1, false: 0}}[object.get(x, ["user", "sys_admin"], false) != false][object.get(x, ["user", "support"], false) != false],
 ])
 
-# outcome is the status and message for the request's route r, checked in order: the first rule
-# that applies decides. (A function of the route, so that each check reads a local value rather
-# than the route rule again. The last three branches are "missing scope or guest restriction:
-# 403, else failed gate: 403, else allowed", written with the allow first, so that an allow
-# evaluates scope_ok and gate_ok once each and negates neither.)
-outcome(r) := {"status": 403, "message": "method not allowed"} if {
-	r.unjudged
+# outcome is the status and message for route r and level lvl, checked in the order of
+# docs/policy-contract.md#rule-order: the first rule that applies decides. The three 401 rules
+# (no key, no domain for the host, a key of another domain) are one branch: the key's domain is
+# the host's exactly when none applies, and credential_message names the first that does. The
+# last three branches are "missing scope or guest restriction: 403, else failed gate: 403, else
+# allowed", written with the allow first, so that an allow evaluates scope_ok and gate_ok once
+# each and negates neither. (Every branch an allow passes through costs allocations, so the
+# route's flags are compared with true: a bare reference costs a generated variable.)
+outcome(r, lvl) := {"status": 403, "message": "method not allowed"} if {
+	r.unjudged == true
 } else := {"status": 403, "message": "ambiguous path"} if {
-	ambiguous_path
+	ambiguous_path(r)
 } else := {"status": 200, "message": "anonymous route"} if {
-	r.anonymous
-} else := {"status": 401, "message": "missing credentials"} if {
-	not input.key
-} else := {"status": 401, "message": "authority not found"} if {
-	not input.domain
-} else := {"status": 401, "message": "authority domain does not match token's"} if {
-	input.key.authority_id != input.domain.id
+	r.anonymous == true
+} else := {"status": 401, "message": credential_message} if {
+	not input.key.authority_id == input.domain.id
+} else := {"status": 403, "message": "client address not allowed for this key"} if {
+	client_not_allowed # limits.rego
 } else := {"status": 403, "message": "cross-site request with a cookie or URL key"} if {
-	ambient_cross_site
+	ambient_cross_site(r)
 } else := {"status": 200, "message": "authenticated route"} if {
-	r.authenticated
+	r.authenticated == true
 } else := {"status": 200, "message": "allowed"} if {
-	scope_ok
-	gate_ok
-} else := {"status": 403, "message": scope_message} if {
-	not scope_ok
+	scope_ok(r)
+	gate_ok(r, lvl)
+} else := {"status": 403, "message": scope_message(r)} if {
+	not scope_ok(r)
 } else := {"status": 403, "message": r.gate_message}
+
+# credential_message names the first credential rule a request breaks: no key, then no domain
+# for the host, then a key of another domain.
+credential_message := "missing credentials" if {
+	not input.key
+} else := "authority not found" if {
+	not input.domain
+} else := "authority domain does not match token's"
 
 # ambiguous_path holds for a path a backend may read as another route than the table does:
 #
@@ -105,21 +110,21 @@ outcome(r) := {"status": 403, "message": "method not allowed"} if {
 # Neither reading is safe to pick, so the request is refused. Routes are told apart by their
 # table path and methods (their identity in the index; the catch-all's is ""). Each body starts
 # with its cheap guard, so that a plain lower-case path without a '.' costs two string tests.
-ambiguous_path if {
+ambiguous_path(r) if {
 	input.request.path != lower(input.request.path)
 	segs := routing.segments(input.request.path)
-	some [i, literal] in route.literals
+	some [i, literal] in r.literals
 	segs[i] != literal
 	exact := routing.match_exact_case(input.request.method, input.request.path)
-	exact.identity != route.identity
+	exact.identity != r.identity
 }
 
-ambiguous_path if {
+ambiguous_path(r) if {
 	contains(input.request.path, ".")
 	dots := indexof_n(input.request.path, ".")
 	i := dots[count(dots) - 1]
 	regex.match(`^[^/.?]+$`, substring(input.request.path, i + 1, -1))
-	routing.lookup(input.request.method, routing.segments(lower(substring(input.request.path, 0, i)))).identity != route.identity
+	routing.lookup(input.request.method, routing.segments(lower(substring(input.request.path, 0, i)))).identity != r.identity
 }
 
 # ambient_cross_site holds for a write (or a websocket, which PlaceOS uses to execute) made
@@ -128,68 +133,71 @@ ambiguous_path if {
 # other source counts as ambient. cross_site comes from Sec-Fetch-Site and Origin; clients that
 # send neither (servers, scripts) are never cross-site. Reads stay open: a cross-site page
 # cannot read the answer.
-ambient_cross_site if {
+ambient_cross_site(r) if {
 	input.request.cross_site == true
 	not input.key.source == "header"
-	_ambient_sensitive
+	_ambient_sensitive(r)
 }
 
-_ambient_sensitive if route.access == "write"
+_ambient_sensitive(r) if r.access == "write"
 
-_ambient_sensitive if input.request.protocol == "websocket"
+_ambient_sensitive(_) if input.request.protocol == "websocket"
 
 # A key may use a route when one of its scopes grants the route's access on one of the route's
-# scopes or public (route.grants, see facts.route_facts), or when it is a guest key and the route lets
-# guests in on its terms.
-scope_ok if {
+# scopes or public (r.grants, see facts.route_facts), or when it is a guest key and the route lets
+# guests in on its terms. (Defined as false otherwise, so that the evaluator keeps the answer
+# and a denial asks it once: it keeps only the values of functions, not their failures.)
+default scope_ok(_) := false
+
+scope_ok(r) if {
 	some s in input.key.scopes
-	route.grants[s]
+	r.grants[s]
 }
 
 # Keys keyauthz stores have lower-case suffixes, so the rule above decides almost always; this
 # one serves keys written by hand with suffixes in another case (the suffix is case-insensitive,
 # the resource is not).
-scope_ok if {
+scope_ok(r) if {
 	some s in input.key.scopes
 	s != lower(s)
-	route.grants[_lower_suffix(s)]
+	r.grants[_lower_suffix(s)]
 }
 
 _lower_suffix(s) := concat(".", [resource, lower(suffix)]) if {
 	[resource, suffix] := split(s, ".")
 } else := s
 
-scope_ok if guest_ok
+scope_ok(r) if guest_ok(r)
 
-guest_ok if {
+guest_ok(r) if {
 	"guest" in input.key.scopes
-	route.guest.role_param
-	bound[route.guest.role_param] in object.get(input, ["user", "groups"], [])
+	r.guest.role_param
+	routing.params(r, input.request.path)[r.guest.role_param] in object.get(input, ["user", "groups"], [])
 }
 
 # Every value of the guest query parameter must qualify, not just one: a server reading the
 # first of several `channel` values must not be handed a channel the guest may not use.
-guest_ok if {
+guest_ok(r) if {
 	"guest" in input.key.scopes
-	values := object.get(input.request, ["query", route.guest.query], [])
+	values := object.get(input.request, ["query", r.guest.query], [])
 	count(values) > 0
 	every value in values {
-		contains(value, route.guest.contains)
+		contains(value, r.guest.contains)
 	}
 }
 
-scope_message := "guest access denied: the request is outside the guest's roles" if {
-	guest_route_for_guest
-} else := route.scope_message
-
-guest_route_for_guest if {
+# scope_message is the 403 message of a key whose scopes do not open route r: a guest key on a
+# route that lets guests in on terms the request does not meet is told so.
+scope_message(r) := "guest access denied: the request is outside the guest's roles" if {
 	"guest" in input.key.scopes
-	route.guest
-}
+	r.guest
+} else := r.scope_message
 
-gate_ok if level >= route.gate_min
+# gate_ok holds when level lvl passes route r's gate, or when the route is the caller's own user
+# record (admin_or_self, the route's self_param parameter bound to the user's id).
+gate_ok(r, lvl) if lvl >= r.gate_min
 
-gate_ok if {
-	route.gate == "admin_or_self"
-	bound[route.self_param] == input.user.id
+gate_ok(r, _) if {
+	r.gate == "admin_or_self"
+	routing.params(r, input.request.path)[r.self_param] == input.user.id
 }

@@ -29,7 +29,12 @@ unlisted := {"scopes": ["public"], "gate": "none", "params": {}, "default": true
 #   out            the decision's route: its first scope (or ""), access and gate
 #   scope_message  the 403 message of a key without a granting scope
 #   gate_message   the 403 message of a level below the gate
+#   anonymous, authenticated
+#                  the row's flags as booleans (a flag counts when present and not false), so
+#                  that a decision compares them with true
 route_facts(r, m) := object.union(r, {
+	"anonymous": object.get(r, "anonymous", false) != false,
+	"authenticated": object.get(r, "authenticated", false) != false,
 	"access": access,
 	"gate": gate,
 	"grants": {g: true |

@@ -31,10 +31,12 @@ index := i if {
 # reach, "*" routes included (a route naming the method wins over a "*" route of the same
 # pattern):
 #   exact[key]      the route whose pattern, with each parameter written ":", is key
-#   masks[n]        for the n-segment patterns (an array: masks[n] is [] when there are none),
-#                   the sprintf formats that turn a request's segments into a key, most specific
-#                   first (literal segments before parameters, leftmost first): "%[1]s/:" keeps
-#                   the first segment and writes ":" for the second
+#   masks[n]        for the n-segment patterns with a parameter (an array: masks[n] is [] when
+#                   there are none), the sprintf formats that turn a request's segments into a
+#                   key, most specific first (literal segments before parameters, leftmost
+#                   first): "%[1]s/:" keeps the first segment and writes ":" for the second. A
+#                   pattern of literals only needs no format: its key is the request's segments
+#                   joined, which lookup tries first
 #   prefix[key]     the "/*" route whose literal prefix is key
 #   prefix_lengths  the segment counts of those prefixes, longest first
 #   default         the catch-all (facts.unlisted): the route of a request no route matches
@@ -69,7 +71,7 @@ _methods := {upper(m) | some r in data.keyauthz.routes.table; some m in r.method
 
 _method_index(m) := {
 	"exact": {e.key: facts.route_facts(e.route, m) | some e in entries; e.kind == "exact"},
-	"masks": [[_format(mask) | some mask in sort({e.mask | some e in exact; e.n == format_int(n, 10)})] |
+	"masks": [[_format(mask) | some mask in sort({e.mask | some e in exact; e.n == format_int(n, 10); contains(e.mask, "1")})] |
 		some n in numbers.range(0, max({to_number(e.n) | some e in exact} | {0}))
 	],
 	"prefix": {e.key: facts.route_facts(e.route, m) | some e in entries; e.kind == "prefix"},
@@ -154,10 +156,20 @@ segments(path) := split(substring(path, 1, -1), "/") if {
 # scopes, access and gate rather than the looser route of a method the table does not name.
 as_get := {"HEAD": "GET", "OPTIONS": "GET"}
 
+# route is the route of the request of policy input x, for its method (exactly as received) and
+# path (a normalised path): the most specific route of the table, or the catch-all (which alone
+# has "default") when none matches, with its facts for the method (facts.route_facts); for a
+# method keyauthz does not judge (judged), which has no entry in the index, or an input without
+# a method or path, {"unjudged": true} and an empty decision route. Literal segments match in any
+# case: the path is lower-cased once and looked up among the index's lower-case keys. The
+# decision calls it once (data.keyauthz.decision).
+route(x) := r if {
+	r := lookup(x.request.method, segments(lower(x.request.path)))
+} else := {"out": {"resource": "", "access": "", "gate": ""}, "params": {}, "unjudged": true}
+
 # match is the most specific route for method (exactly as received) and path (a normalised
-# path), undefined when no route matches or keyauthz does not judge the method. Literal segments
-# match in any case: the path is lower-cased once and looked up among the index's lower-case
-# keys. Its "params" name the segment index of each parameter (see params).
+# path), undefined when no route matches or keyauthz does not judge the method. Its "params"
+# name the segment index of each parameter (see params).
 match(method, path) := r if {
 	r := lookup(method, segments(lower(path)))
 	not r.default
@@ -165,25 +177,27 @@ match(method, path) := r if {
 
 # lookup is the most specific route for method (exactly as received) and the path segments segs
 # in the method's entry of the index, or its catch-all (which alone has "default") when none
-# matches: the route of each mask of the segment count, most specific first, then of each "/*"
-# prefix, longest first. Undefined for a method keyauthz does not judge (judged): the index
-# holds no entry for it.
-lookup(method, segs) := r if {
-	t := index[index.methods[method]]
+# matches: the pattern of literals only whose key is segs joined, then the route of each mask of
+# the segment count, most specific first, then of each "/*" prefix, longest first. Undefined for
+# a method keyauthz does not judge (judged): the index holds no entry for it.
+lookup(method, segs) := _lookup(index[index.methods[method]], segs)
+
+_lookup(t, segs) := r if {
+	r := t.exact[concat("/", segs)]
+} else := r if {
 	found := [r |
 		some f in t.masks[count(segs)]
 		r := t.exact[sprintf(f, segs)]
 	]
 	r := found[0]
 } else := r if {
-	t := index[index.methods[method]]
 	found := [r |
 		some n in t.prefix_lengths
 		n <= count(segs)
 		r := t.prefix[concat("/", array.slice(segs, 0, n))]
 	]
 	r := found[0]
-} else := index[index.methods[method]].default
+} else := t.default
 
 # match_exact_case is the route a backend that matches case-sensitively would run for method
 # and path: the path's segments looked up as sent, so a segment in another case than the

@@ -86,10 +86,20 @@ type verdict struct {
 // bootstrap domain's host.
 func (k *keyauthz) decide(t *testing.T, key, method, path string) verdict {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{"input": map[string]any{
+	return k.decideFrom(t, key, method, path, "")
+}
+
+// decideFrom is decide for a client at address ip (input.client_ip; none when empty).
+func (k *keyauthz) decideFrom(t *testing.T, key, method, path, ip string) verdict {
+	t.Helper()
+	input := map[string]any{
 		"method": method, "path": path, "host": "localhost",
 		"headers": map[string]string{"x-api-key": key},
-	}})
+	}
+	if ip != "" {
+		input["client_ip"] = ip
+	}
+	body, _ := json.Marshal(map[string]any{"input": input})
 	resp, err := http.Post(k.URL+"/v1/data/keyauthz/decision", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -117,12 +127,24 @@ type user struct {
 }
 
 type apiKey struct {
-	ID          string   `json:"id"`
-	Name        string   `json:"name"`
-	Scopes      []string `json:"scopes"`
-	UserID      string   `json:"user_id"`
-	Permissions string   `json:"permissions"`
-	Key         string   `json:"x_api_key"`
+	ID           string     `json:"id"`
+	Name         string     `json:"name"`
+	Description  string     `json:"description"`
+	Scopes       []string   `json:"scopes"`
+	UserID       string     `json:"user_id"`
+	Permissions  string     `json:"permissions"`
+	ExpiresAt    *int64     `json:"expires_at"`
+	AllowedCIDRs []string   `json:"allowed_cidrs"`
+	RateLimit    *rateLimit `json:"rate_limit"`
+	RotatedFrom  string     `json:"rotated_from"`
+	ReplacedBy   string     `json:"replaced_by"`
+	State        string     `json:"state"`
+	Key          string     `json:"x_api_key"`
+}
+
+type rateLimit struct {
+	Rate  float64 `json:"rate"`
+	Burst int     `json:"burst"`
 }
 
 // bootstrapDomain is the domain keyauthz created on first start (host localhost).
@@ -360,10 +382,11 @@ func (b *browser) pageHolds(s string) bool {
 const sessionLeftovers = `(() => {
 	const problems = [];
 	const id = (x) => document.getElementById(x);
-	for (const x of ["keys-rows", "users-rows", "domains-rows", "domain-select", "users-domain-select", "key-user", "key-scopes"]) {
+	for (const x of ["keys-rows", "users-rows", "domains-rows", "audit-rows", "domain-select", "users-domain-select", "key-user", "key-scopes"]) {
 		if (id(x).children.length) problems.push("#" + x + " has " + id(x).children.length + " children");
 	}
-	for (const x of ["keys-count", "users-count", "domains-count", "session-who", "created-title", "confirm-title", "confirm-text", "page-status", "page-error"]) {
+	for (const x of ["keys-count", "users-count", "domains-count", "audit-count", "session-who", "created-title", "created-note", "confirm-title",
+		"confirm-text", "rotate-text", "key-scopes-extra", "page-status", "page-error"]) {
 		if (id(x).textContent !== "") problems.push("#" + x + " says " + JSON.stringify(id(x).textContent));
 	}
 	for (const e of document.querySelectorAll("input, textarea")) {
@@ -375,10 +398,12 @@ const sessionLeftovers = `(() => {
 	}
 	for (const d of document.querySelectorAll("dialog[open]")) problems.push("dialog #" + d.id + " is open");
 	if (sessionStorage.length) problems.push("sessionStorage holds " + Object.keys(sessionStorage).join(", "));
-	for (const x of ["key-dialog-title", "user-dialog-title", "domain-dialog-title"]) {
-		if (!/^Add (API key|user|domain)$/.test(id(x).textContent)) problems.push("#" + x + " says " + JSON.stringify(id(x).textContent));
+	for (const x of ["key-dialog-title", "user-dialog-title", "domain-dialog-title", "rotate-dialog-title"]) {
+		if (!/^(Add (API key|user|domain)|Rotate API key)$/.test(id(x).textContent)) problems.push("#" + x + " says " + JSON.stringify(id(x).textContent));
 	}
-	if (!id("keys-view").hidden || !id("users-view").hidden || !id("domains-view").hidden || !id("nav").hidden) problems.push("a view is shown");
+	for (const x of ["keys-view", "users-view", "domains-view", "audit-view", "nav"]) {
+		if (!id(x).hidden) problems.push("#" + x + " is shown");
+	}
 	return problems;
 })()`
 

@@ -30,6 +30,7 @@ func BenchmarkDirect(b *testing.B) {
 		req.Host = "localhost"
 		req.Header.Set("X-Original-Method", "GET")
 		req.Header.Set("X-Original-URI", "/api/engine/v2/systems/sys-1")
+		req.Header.Set("X-Original-Remote-Addr", "127.0.0.1")
 		req.Header.Set("X-API-Key", key.Key)
 		return req
 	})

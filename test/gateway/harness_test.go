@@ -135,6 +135,9 @@ type nginxParams struct {
 	Listen   string // 127.0.0.1:PORT
 	Keyauthz string // keyauthz's host:port
 	Upstream string // the application's host:port
+	// Without is a line of the documented block to leave out ("" for none): a configuration
+	// that differs from the docs, as an older one would.
+	Without string
 }
 
 // nginxConfig is a whole nginx.conf for a test: the block of docs/gateways.md between its
@@ -161,6 +164,12 @@ func nginxConfig(tb testing.TB, p nginxParams) string {
 			tb.Fatalf("docs/gateways.md: the nginx block has %q %d times, want once", r.doc, n)
 		}
 		block = strings.Replace(block, r.doc, r.test, 1)
+	}
+	if p.Without != "" {
+		if n := strings.Count(block, p.Without+"\n"); n != 1 {
+			tb.Fatalf("docs/gateways.md: the nginx block has the line %q %d times, want once", p.Without, n)
+		}
+		block = strings.Replace(block, p.Without+"\n", "", 1)
 	}
 	var b strings.Builder
 	if p.User != "" {
@@ -194,12 +203,16 @@ func nginxBinary(tb testing.TB) string {
 }
 
 // startNginx writes the configuration into a temp folder and runs nginx in the foreground; it
-// returns nginx's base URL once it accepts connections.
-func startNginx(tb testing.TB, keyauthzAddr, upstreamURL string) string {
+// returns nginx's base URL once it accepts connections. without, if given, is a line of the
+// documented configuration to leave out (nginxParams.Without).
+func startNginx(tb testing.TB, keyauthzAddr, upstreamURL string, without ...string) string {
 	tb.Helper()
 	bin := nginxBinary(tb)
 	prefix := tb.TempDir()
 	p := nginxParams{Prefix: prefix, Listen: freePort(tb), Keyauthz: keyauthzAddr, Upstream: strings.TrimPrefix(upstreamURL, "http://")}
+	if len(without) > 0 {
+		p.Without = without[0]
+	}
 	if os.Geteuid() == 0 {
 		p.User = "root" // workers must reach the temp folders owned by this user
 	}

@@ -51,7 +51,7 @@ func TestNoKeyMaterialInLogs(t *testing.T) {
 				call(t, "POST", k.URL+"/v1/data/keyauthz/decision", "", body, nil)
 				call(t, "POST", k.URL+"/v1/data/keyauthz/allow", "", body, nil)
 				// Forward auth: nginx, Traefik, Envoy.
-				rawGet(t, k.URL+"/authz/nginx", merge(http.Header{"X-Original-Method": {"GET"}, "X-Original-Uri": {ch.path}}, ch.header))
+				rawGet(t, k.URL+"/authz/nginx", merge(http.Header{"X-Original-Method": {"GET"}, "X-Original-Uri": {ch.path}, "X-Original-Remote-Addr": {"192.0.2.1"}}, ch.header))
 				rawGet(t, k.URL+"/authz/traefik", merge(http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {ch.path}, "X-Forwarded-Host": {"localhost"}}, ch.header))
 				rawGet(t, k.URL+"/authz/envoy"+ch.path, ch.header)
 				// The admin API itself.

@@ -10,6 +10,8 @@
   const KEY_STORAGE = "keyauthz.adminKey";
   const DOMAIN_STORAGE = "keyauthz.domain";
   const PAGE_SIZE = 20;
+  const AUDIT_PAGE_SIZE = 25;
+  const VIEWS = ["keys", "users", "domains", "audit"];
   // Permission levels, lowest first (docs/keys.md).
   const LEVELS = ["user", "support", "admin", "admin_support"];
 
@@ -25,6 +27,8 @@
       scopes: null,      // GET /scopes, loaded once
       keysURL: "",       // the keys page shown (its API URL)
       keysPrev: [],      // the API URLs of the pages before it
+      audit: {},         // the audit log's filters: target, actor, action, since, until
+      auditOffset: 0,    // the audit page shown
       view: "keys",
     };
   }
@@ -114,12 +118,25 @@
     return e;
   }
 
-  function formatTime(unix) {
+  function formatTime(unix, seconds) {
     if (unix === null || unix === undefined) return "never";
     const d = new Date(unix * 1000);
     const pad = (n) => String(n).padStart(2, "0");
     return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
+      pad(d.getHours()) + ":" + pad(d.getMinutes()) + (seconds ? ":" + pad(d.getSeconds()) : "");
+  }
+
+  // localInput is unix as a datetime-local field's value (local time, to the minute); the
+  // field's value back to Unix seconds is fromLocalInput.
+  function localInput(unix) {
+    if (unix === null || unix === undefined) return "";
+    const d = new Date(unix * 1000);
+    const pad = (n) => String(n).padStart(2, "0");
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + "T" +
       pad(d.getHours()) + ":" + pad(d.getMinutes());
+  }
+  function fromLocalInput(value) {
+    return value ? Math.floor(new Date(value).getTime() / 1000) : null;
   }
 
   function userLevel(u) {
@@ -165,9 +182,14 @@
     for (const f of err.failures) {
       const p = $(prefix + "-" + f.field + "-error");
       if (!p) { rest.push(f.field + " " + f.reason); continue; }
-      p.textContent = f.field.replace(/_id$/, "").replace(/_/g, " ") + " " + f.reason;
-      const input = document.querySelector("[aria-describedby~='" + p.id + "']");
-      if (input) {
+      const text = fieldWords(f.field) + " " + f.reason;
+      p.textContent = p.textContent ? p.textContent + "; " + text : text;
+      // The inputs the message describes; of several (a rate limit's rate and burst), those
+      // whose data-failure is the reason's first word ("rate must be ...", "burst must be ...").
+      const described = Array.from(document.querySelectorAll("[aria-describedby~='" + p.id + "']"));
+      const word = String(f.reason).split(" ")[0];
+      const named = described.filter((i) => !i.dataset.failure || i.dataset.failure === word);
+      for (const input of (named.length ? named : described)) {
         input.setAttribute("aria-invalid", "true");
         firstInvalid = firstInvalid || input;
       }
@@ -183,6 +205,14 @@
     }
   }
 
+  // fieldWords names a failure's field as its label does: "user_id" is "user", "allowed_cidrs"
+  // the allowed networks.
+  function fieldWords(field) {
+    if (field === "allowed_cidrs") return "allowed networks:";
+    if (field === "rate_limit") return "rate limit:";
+    return field.replace(/_id$/, "").replace(/_/g, " ");
+  }
+
   // Dialogs give focus back to the control that opened them.
   function openDialog(dialog, opener) {
     dialog.returnFocusTo = opener || document.activeElement;
@@ -193,7 +223,10 @@
   }
   document.querySelectorAll("dialog").forEach((d) => {
     d.addEventListener("close", () => {
-      if (d.returnFocusTo && document.contains(d.returnFocusTo)) d.returnFocusTo.focus();
+      // returnFocusTo is the opener, or a function finding it: a list redrawn while the dialog
+      // was open has replaced the button that opened it.
+      const back = typeof d.returnFocusTo === "function" ? d.returnFocusTo() : d.returnFocusTo;
+      if (back && document.contains(back)) back.focus();
     });
     d.querySelectorAll("button.cancel").forEach((b) => b.addEventListener("click", () => closeDialog(d)));
   });
@@ -235,6 +268,10 @@
 
   function editButton(name, onClick) {
     return el("button", { type: "button", "aria-label": "Edit " + name, onclick: onClick }, el("span", { text: "Edit" }));
+  }
+
+  function rotateButton(k, onClick) {
+    return el("button", { type: "button", "aria-label": "Rotate " + k.name, "data-rotate": k.id, onclick: onClick }, el("span", { text: "Rotate" }));
   }
 
   // ---- Sign in and out ----------------------------------------------------------------------
@@ -286,17 +323,23 @@
     state = freshState();
     editingDomain = null;
     editingUser = null;
+    editingKey = null;
+    rotatingKey = null;
     document.querySelectorAll("dialog[open]").forEach((d) => d.close());
     document.querySelectorAll("dialog").forEach((d) => { d.returnFocusTo = null; });
     document.querySelectorAll("form").forEach((f) => f.reset());
-    for (const prefix of ["key", "user", "domain"]) clearFormErrors(prefix);
-    for (const id of ["keys-rows", "users-rows", "domains-rows", "domain-select", "users-domain-select", "key-scopes", "key-user"]) {
+    for (const prefix of ["key", "user", "domain", "rotate"]) clearFormErrors(prefix);
+    for (const id of ["keys-rows", "users-rows", "domains-rows", "audit-rows", "domain-select", "users-domain-select", "key-scopes", "key-user"]) {
       $(id).replaceChildren();
     }
-    for (const id of ["keys-count", "users-count", "domains-count", "session-who", "created-title", "copy-status", "confirm-title", "confirm-text", "confirm-error"]) {
+    for (const id of ["keys-count", "users-count", "domains-count", "audit-count", "session-who", "created-title", "created-note", "copy-status",
+      "confirm-title", "confirm-text", "confirm-error", "rotate-text", "key-scopes-extra"]) {
       $(id).textContent = "";
     }
     $("confirm-error").hidden = true;
+    $("created-note").hidden = true;
+    $("key-scopes-extra").hidden = true;
+    $("rotate-dialog-title").textContent = "Rotate API key";
     $("key-dialog-title").textContent = "Add API key";
     $("user-dialog-title").textContent = "Add user";
     $("domain-dialog-title").textContent = "Add domain";
@@ -306,6 +349,8 @@
     $("keys-next").disabled = true;
     $("keys-next").dataset.url = "";
     $("keys-prev").disabled = true;
+    $("audit-next").disabled = true;
+    $("audit-prev").disabled = true;
     document.querySelectorAll(".nav-link").forEach((b) => {
       if (b.dataset.view === "keys") b.setAttribute("aria-current", "page");
       else b.removeAttribute("aria-current");
@@ -314,7 +359,7 @@
     $("session").hidden = true;
     showPageError("");
     setStatus("");
-    for (const v of ["keys", "users", "domains"]) $(v + "-view").hidden = true;
+    for (const v of VIEWS) $(v + "-view").hidden = true;
     $("signin-view").hidden = false;
     $("signin-error").textContent = message || "";
     $("signin-key").focus();
@@ -344,7 +389,7 @@
     state.view = view;
     showPageError("");
     setStatus("");
-    for (const v of ["keys", "users", "domains"]) $(v + "-view").hidden = v !== view;
+    for (const v of VIEWS) $(v + "-view").hidden = v !== view;
     document.querySelectorAll(".nav-link").forEach((b) => {
       if (b.dataset.view === view) b.setAttribute("aria-current", "page");
       else b.removeAttribute("aria-current");
@@ -352,6 +397,7 @@
     if (view === "keys") { await loadUsers(); await loadKeys(keysFirstPage()); }
     if (view === "users") await loadUsers(true);
     if (view === "domains") await loadDomains(true);
+    if (view === "audit") await loadAudit(state.auditOffset);
   }
 
   // ---- Domains ------------------------------------------------------------------------------
@@ -522,6 +568,37 @@
     return m && m[1].startsWith("/") ? m[1] : "";
   }
 
+  // keyState is the key's state as the API gives it (active, rotating during a rotation's
+  // overlap, expired), or, from an API without the field, as the same rule computes it.
+  function keyState(k) {
+    if (k.state) return k.state;
+    if (k.expires_at !== null && k.expires_at !== undefined && k.expires_at * 1000 <= Date.now()) return "expired";
+    return k.replaced_by ? "rotating" : "active";
+  }
+
+  // keyLabel names a key in its row's buttons: a rotated key and the key that replaced it share
+  // a name, so the old one says so, and in which state it is.
+  function keyLabel(k) {
+    return k.replaced_by ? k.name + " (old key, " + keyState(k) + ")" : k.name;
+  }
+
+  function stateCell(k) {
+    const st = keyState(k);
+    const cell = el("td", { class: "state-cell" }, el("span", { class: "state state-" + st, text: st }));
+    if (k.replaced_by && st === "rotating") cell.append(el("span", { class: "hint", text: "replaced by a new key; works until it expires" }));
+    else if (k.replaced_by) cell.append(el("span", { class: "hint", text: "replaced by a new key" }));
+    else if (k.rotated_from) cell.append(el("span", { class: "hint", text: "new key of a rotation" }));
+    return cell;
+  }
+
+  function limitsCell(k) {
+    const cidrs = k.allowed_cidrs || [];
+    const rl = k.rate_limit;
+    return el("td", { class: "limits-cell" },
+      el("span", { text: cidrs.length ? "from " + cidrs.join(", ") : "any network" }),
+      el("span", { text: rl ? rl.rate + " per second, burst " + rl.burst : "no rate limit" }));
+  }
+
   async function loadKeys(url) {
     if (!state.domainId) { $("keys-rows").replaceChildren(); return; }
     const { data, headers } = await api("GET", url);
@@ -529,29 +606,39 @@
     const total = Number(headers.get("X-Total-Count") || data.length);
     const offset = Number(new URL(url, location.origin).searchParams.get("offset") || 0);
     const userNames = new Map(state.users.map((u) => [u.id, u.name]));
-    const rows = data.map((k) => el("tr", {},
-      el("td", { text: k.name }),
-      el("td", { text: k.description || "" }),
-      el("td", { class: "scopes-cell", text: (k.scopes || []).join(", ") }),
-      el("td", { text: userNames.get(k.user_id) || k.user_id }),
-      el("td", { text: k.permissions }),
-      el("td", { text: formatTime(k.created_at) }),
-      el("td", { text: formatTime(k.last_used_at) }),
-      el("td", { text: formatTime(k.expires_at) }),
-      el("td", { class: "actions-cell" },
-        deleteButton(k.name, (ev) => confirmDelete("Delete API key " + k.name + "?",
-          "Anything using the key " + k.name + " is refused from its next request on. This cannot be undone.",
-          ev.currentTarget, async () => {
-            await api("DELETE", "/api_keys/" + encodeURIComponent(k.id));
-            setStatus("Deleted API key " + k.name + ".");
-            await loadKeys(state.keysURL);
-            if ($("keys-rows").children.length === 0 && state.keysPrev.length > 0) {
-              await loadKeys(state.keysPrev.pop());
-            }
-          })))));
+    const rows = data.map((k) => {
+      const actions = el("td", { class: "actions-cell" },
+        editButton(keyLabel(k), (ev) => openKeyForm(k, ev.currentTarget).catch(report)));
+      // A replaced key cannot be rotated again (409), nor an expired one: nothing to overlap.
+      if (!k.replaced_by && keyState(k) !== "expired") {
+        actions.append(rotateButton(k, (ev) => openRotateForm(k, ev.currentTarget)));
+      }
+      actions.append(deleteButton(keyLabel(k), (ev) => confirmDelete("Delete API key " + keyLabel(k) + "?",
+        "Anything using the key " + keyLabel(k) + " is refused from its next request on. This cannot be undone.",
+        ev.currentTarget, async () => {
+          await api("DELETE", "/api_keys/" + encodeURIComponent(k.id));
+          setStatus("Deleted API key " + keyLabel(k) + ".");
+          await loadKeys(state.keysURL);
+          if ($("keys-rows").children.length === 0 && state.keysPrev.length > 0) {
+            await loadKeys(state.keysPrev.pop());
+          }
+        })));
+      return el("tr", { "data-key": k.id },
+        el("td", { text: k.name }),
+        el("td", { text: k.description || "" }),
+        el("td", { class: "scopes-cell", text: (k.scopes || []).join(", ") }),
+        el("td", { text: userNames.get(k.user_id) || k.user_id }),
+        el("td", { text: k.permissions }),
+        stateCell(k),
+        limitsCell(k),
+        el("td", { text: formatTime(k.created_at) }),
+        el("td", { text: formatTime(k.last_used_at) }),
+        el("td", { text: formatTime(k.expires_at) }),
+        actions);
+    });
     if (rows.length === 0) {
       const q = $("keys-search").value.trim();
-      rows.push(el("tr", {}, el("td", { colspan: "9", class: "empty", text: q ? "No API key matches \u201c" + q + "\u201d." : "No API keys in this domain yet." })));
+      rows.push(el("tr", {}, el("td", { colspan: "11", class: "empty", text: q ? "No API key matches \u201c" + q + "\u201d." : "No API keys in this domain yet." })));
     }
     $("keys-rows").replaceChildren(...rows);
     const shown = data.length;
@@ -586,7 +673,16 @@
     return [["", "none"], [name + ".read", "read"], [name + ".write", "write"], [name, "read + write"]];
   }
 
-  async function renderScopeChoices() {
+  // scopeChoice is the choice for the scope name that a key holding held shows: read + write
+  // for the bare name or both halves.
+  function scopeChoice(name, held) {
+    if (name === "guest") return held.has("guest") ? "guest" : "";
+    const r = held.has(name + ".read"), w = held.has(name + ".write");
+    if (held.has(name) || (r && w)) return name;
+    return r ? name + ".read" : w ? name + ".write" : "";
+  }
+
+  async function renderScopeChoices(held) {
     if (!state.scopes) {
       const { data } = await api("GET", "/scopes");
       state.scopes = data;
@@ -596,13 +692,34 @@
       const id = "scope-" + name;
       const sel = el("select", { id, "data-scope": name });
       for (const [value, label] of scopeChoices(name)) sel.append(el("option", { value, text: label }));
+      sel.value = scopeChoice(name, held);
       return el("div", { class: "scope" }, el("label", { for: id, text: name }), sel);
     }));
   }
 
+  // otherScopes are the scopes of a key that the choices cannot show (a scope the active route
+  // table does not know): an edit keeps them as they are.
+  function otherScopes(scopes) {
+    const known = new Set();
+    for (const name of state.scopes || []) {
+      for (const [value] of scopeChoices(name)) if (value) known.add(value);
+    }
+    return scopes.filter((s) => !known.has(s));
+  }
+
   // The Backoffice lists, for a key, only users whose own level allows the permissions chosen.
+  // A key's user cannot change: editing shows only its own.
   function renderUserChoices() {
     const sel = $("key-user");
+    $("key-user-hint").textContent = editingKey ? "A key's user cannot be changed: add a key for another user." :
+      "Only users whose level allows the chosen permissions are listed.";
+    if (editingKey) {
+      const u = state.users.find((x) => x.id === editingKey.user_id);
+      sel.replaceChildren(el("option", { value: editingKey.user_id, text: u ? u.name + " <" + u.email + "> (" + userLevel(u) + ")" : editingKey.user_id }));
+      sel.disabled = true;
+      return;
+    }
+    sel.disabled = false;
     const previous = sel.value;
     const wanted = LEVELS.indexOf($("key-permissions").value);
     const allowed = state.users.filter((u) => LEVELS.indexOf(userLevel(u)) >= wanted);
@@ -612,55 +729,203 @@
   }
   $("key-permissions").addEventListener("change", renderUserChoices);
 
-  $("add-key").addEventListener("click", async (ev) => {
-    const opener = ev.currentTarget;
+  // The key form adds a key (editingKey null) or edits one: then it sends only what changed,
+  // so that an edit never rewrites a field the administrator did not touch.
+  let editingKey = null;
+  let keyFormBefore = null; // the form's values as opened, for an edit
+
+  async function openKeyForm(k, opener) {
     showPageError("");
-    try {
-      await loadUsers();
-      await renderScopeChoices();
-    } catch (err) {
-      report(err);
-      return;
-    }
+    await loadUsers();
+    editingKey = k;
     clearFormErrors("key");
     $("key-form").reset();
-    $("key-permissions").value = "user";
+    await renderScopeChoices(new Set(k ? k.scopes || [] : []));
+    const extra = k ? otherScopes(k.scopes || []) : [];
+    $("key-scopes-extra").textContent = extra.length ? "Also holds, kept as they are: " + extra.join(", ") : "";
+    $("key-scopes-extra").hidden = extra.length === 0;
+    // A key replaced by a rotation keeps its name: the name is the new key's now (409).
+    $("key-name").readOnly = !!(k && k.replaced_by);
+    if (k) {
+      $("key-dialog-title").textContent = "Edit API key " + keyLabel(k);
+      $("key-name").value = k.name;
+      $("key-description").value = k.description || "";
+      $("key-permissions").value = k.permissions;
+      $("key-expires").value = localInput(k.expires_at);
+      $("key-cidrs").value = (k.allowed_cidrs || []).join("\n");
+      $("key-rate").value = k.rate_limit ? String(k.rate_limit.rate) : "";
+      $("key-burst").value = k.rate_limit ? String(k.rate_limit.burst) : "";
+    } else {
+      const domain = state.domains.find((d) => d.id === state.domainId);
+      $("key-dialog-title").textContent = "Add API key" + (domain ? " to " + domain.name : "");
+      $("key-permissions").value = "user";
+    }
     renderUserChoices();
-    const domain = state.domains.find((d) => d.id === state.domainId);
-    $("key-dialog-title").textContent = "Add API key" + (domain ? " to " + domain.name : "");
+    keyFormBefore = k ? keyFormValues() : null;
     openDialog($("key-dialog"), opener);
     $("key-name").focus();
-  });
+  }
+  $("add-key").addEventListener("click", (ev) => openKeyForm(null, ev.currentTarget).catch(report));
+
+  // keyFormValues is what the form holds, as text, to compare an edit with the key it opened.
+  function keyFormValues() {
+    const extra = editingKey ? otherScopes(editingKey.scopes || []) : [];
+    const chosen = Array.from($("key-scopes").querySelectorAll("select")).map((s) => s.value).filter((v) => v);
+    return {
+      name: $("key-name").value.trim(),
+      description: $("key-description").value,
+      scopes: chosen.concat(extra),
+      permissions: $("key-permissions").value,
+      expires: $("key-expires").value,
+      cidrs: parseCIDRs($("key-cidrs").value),
+      rate: $("key-rate").value.trim(),
+      burst: $("key-burst").value.trim(),
+    };
+  }
+
+  // parseCIDRs splits the allowed networks at line breaks, commas and spaces.
+  function parseCIDRs(text) {
+    return text.split(/[\s,]+/).filter((s) => s);
+  }
+
+  // rateLimit is the rate limit the form asks for (null: none), or throws the failures of a
+  // number the field could not read; the API judges the rest (rate above 0, burst at least 1).
+  function rateLimit(v) {
+    const failures = [];
+    if ($("key-rate").validity.badInput) failures.push({ field: "rate_limit", reason: "rate is not a number" });
+    if ($("key-burst").validity.badInput || (v.burst !== "" && !Number.isInteger(Number(v.burst)))) {
+      failures.push({ field: "rate_limit", reason: "burst must be a whole number" });
+    }
+    if (failures.length) throw new ApiError(422, { error: "validation failed", failures });
+    if (v.rate === "" && v.burst === "") return null;
+    return { rate: v.rate === "" ? 0 : Number(v.rate), burst: v.burst === "" ? 0 : Number(v.burst) };
+  }
 
   $("key-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     clearFormErrors("key");
-    const scopes = Array.from($("key-scopes").querySelectorAll("select")).map((s) => s.value).filter((v) => v);
-    const expires = $("key-expires").value;
-    const body = {
-      name: $("key-name").value.trim(),
-      description: $("key-description").value,
-      scopes,
-      user_id: $("key-user").value,
-      permissions: $("key-permissions").value,
-      expires_at: expires ? Math.floor(new Date(expires).getTime() / 1000) : null,
-    };
+    const v = keyFormValues();
     try {
+      const limit = rateLimit(v);
+      if (editingKey) {
+        const before = keyFormBefore;
+        const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+        const body = {};
+        if (v.name !== before.name) body.name = v.name;
+        if (v.description !== before.description) body.description = v.description;
+        if (!same([...v.scopes].sort(), [...before.scopes].sort())) body.scopes = v.scopes;
+        if (v.permissions !== before.permissions) body.permissions = v.permissions;
+        if (v.expires !== before.expires) body.expires_at = fromLocalInput(v.expires);
+        if (!same(v.cidrs, before.cidrs)) body.allowed_cidrs = v.cidrs;
+        if (v.rate !== before.rate || v.burst !== before.burst) body.rate_limit = limit;
+        const name = keyLabel(editingKey);
+        if (Object.keys(body).length > 0) {
+          await api("PATCH", "/api_keys/" + encodeURIComponent(editingKey.id), body);
+          setStatus("Saved API key " + name + ".");
+        } else {
+          setStatus("Nothing changed in API key " + name + ".");
+        }
+        closeDialog($("key-dialog"));
+        await loadKeys(state.keysURL);
+        return;
+      }
+      const body = {
+        name: v.name,
+        description: v.description,
+        scopes: v.scopes,
+        user_id: $("key-user").value,
+        permissions: v.permissions,
+        expires_at: fromLocalInput(v.expires),
+      };
+      // Limits only when asked for: a key without them is the key of before they existed.
+      if (v.cidrs.length) body.allowed_cidrs = v.cidrs;
+      if (limit) body.rate_limit = limit;
       const { data } = await api("POST", "/api_keys", body);
       closeDialog($("key-dialog"));
-      showCreatedKey(data);
+      showCreatedKey(data, { returnTo: $("add-key") });
       await loadKeys(keysFirstPage());
     } catch (err) {
       showFormError("key", err);
     }
   });
+  $("key-dialog").addEventListener("close", () => { editingKey = null; keyFormBefore = null; });
+
+  // ---- Rotation -----------------------------------------------------------------------------
+
+  // Rotating a key makes a new one (shown once, as a created key) with everything of the old
+  // one; the old key keeps working for the overlap, never past its own expiry (docs/keys.md).
+  let rotatingKey = null;
+  function openRotateForm(k, opener) {
+    rotatingKey = k;
+    clearFormErrors("rotate");
+    showPageError("");
+    $("rotate-dialog-title").textContent = "Rotate API key " + k.name + "?";
+    $("rotate-text").textContent = "A new key replaces " + k.name + ", with the same name, description, scopes, user, " +
+      "permissions, limits and expiry; it is shown once. The old key keeps working for the overlap" +
+      (k.expires_at ? " (not past its own expiry, " + formatTime(k.expires_at) + ")" : "") + ", then stops.";
+    $("rotate-overlap").value = "24h";
+    openDialog($("rotate-dialog"), opener);
+    $("rotate-overlap").focus();
+    $("rotate-overlap").select();
+  }
+
+  // overlapDuration reads the overlap field as the API's Go duration; days ("7d"), which Go's
+  // durations do not have, are turned into hours. Anything else is left for the API to judge.
+  function overlapDuration(text) {
+    const t = text.trim();
+    const days = t.match(/^(\d+(?:\.\d+)?)\s*d(?:ays?)?$/i);
+    return days ? String(Number(days[1]) * 24) + "h" : t;
+  }
+
+  $("rotate-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clearFormErrors("rotate");
+    const k = rotatingKey;
+    if (!k) return;
+    const overlap = overlapDuration($("rotate-overlap").value);
+    const submit = $("rotate-form").querySelector("button[type=submit]");
+    submit.disabled = true;
+    let data;
+    try {
+      ({ data } = await api("POST", "/api_keys/" + encodeURIComponent(k.id) + "/rotate", overlap === "" ? {} : { overlap }));
+    } catch (err) {
+      showFormError("rotate", err);
+      return;
+    } finally {
+      submit.disabled = false;
+    }
+    closeDialog($("rotate-dialog"));
+    // Focus goes back to the new key's Rotate button once the list shows it (the list is
+    // redrawn, the button that opened the rotation is gone).
+    const findNew = () => document.querySelector("button[data-rotate='" + data.id + "']") || $("add-key");
+    showCreatedKey(data, { rotated: true, returnTo: findNew });
+    setStatus("Rotated API key " + k.name + ".");
+    try {
+      // When the old key stops: its expires_at as the rotation left it.
+      const [{ data: old }] = await Promise.all([api("GET", "/api_keys/" + encodeURIComponent(k.id)), loadKeys(state.keysURL)]);
+      if ($("created-dialog").open && $("created-key").value === data.x_api_key) {
+        const ends = old.expires_at;
+        $("created-note").textContent = ends !== null && ends * 1000 <= Date.now() ?
+          "The old key no longer works." :
+          "The old key keeps working until " + formatTime(ends) + ", then stops: move its clients to the new key before then.";
+        $("created-note").hidden = false;
+      }
+    } catch (err) {
+      report(err);
+    }
+  });
+  $("rotate-dialog").addEventListener("close", () => { rotatingKey = null; });
+
+  // ---- The key, shown once --------------------------------------------------------------------
 
   // The plaintext is shown once, in a read-only field; closing the dialog forgets it.
-  function showCreatedKey(k) {
-    $("created-title").textContent = "API key \u201c" + k.name + "\u201d created";
+  function showCreatedKey(k, how) {
+    $("created-title").textContent = "API key \u201c" + k.name + "\u201d " + (how.rotated ? "rotated: the new key" : "created");
     $("created-key").value = k.x_api_key;
     $("copy-status").textContent = "";
-    openDialog($("created-dialog"), $("add-key"));
+    $("created-note").textContent = "";
+    $("created-note").hidden = true;
+    openDialog($("created-dialog"), how.returnTo);
     $("created-key").select();
   }
   $("copy-key").addEventListener("click", async () => {
@@ -676,7 +941,127 @@
     }
   });
   $("created-done").addEventListener("click", () => closeDialog($("created-dialog")));
-  $("created-dialog").addEventListener("close", () => { $("created-key").value = ""; });
+  $("created-dialog").addEventListener("close", () => {
+    $("created-key").value = "";
+    $("created-note").textContent = "";
+    $("created-note").hidden = true;
+  });
+
+  // ---- Audit log ----------------------------------------------------------------------------
+
+  // The audit log (GET /audit, docs/audit.md): every admin write, newest first, filtered by
+  // target, actor, action and time, a page at a time (offset and X-Total-Count).
+  function auditURL(offset) {
+    const q = new URLSearchParams();
+    for (const name of ["target", "actor", "action", "since", "until"]) {
+      if (state.audit[name]) q.set(name, state.audit[name]);
+    }
+    q.set("limit", String(AUDIT_PAGE_SIZE));
+    q.set("offset", String(offset));
+    return API + "/audit?" + q.toString();
+  }
+
+  // auditValue shows one old or new value of a change: times as times, text as it is, lists
+  // of text joined, the rest as JSON; null as "none", an empty text or list as "(empty)".
+  function auditValue(field, v) {
+    if (v === null || v === undefined) return "none";
+    if (typeof v === "number" && /_at$/.test(field)) return formatTime(v, true);
+    if (field === "rate_limit" && typeof v === "object") return v.rate + " per second, burst " + v.burst;
+    const text = typeof v === "string" ? v : Array.isArray(v) && v.every((x) => typeof x === "string") ? v.join(", ") : JSON.stringify(v);
+    if (text === "") return "(empty)";
+    return text.length > 200 ? text.slice(0, 200) + "\u2026" : text;
+  }
+
+  function auditChanges(r) {
+    const list = el("ul", { class: "changes" });
+    for (const c of r.changes || []) {
+      const before = auditValue(c.field, c.old), after = auditValue(c.field, c.new);
+      const item = el("li", {}, el("span", { class: "change-field", text: c.field + ": " }));
+      if (r.action === "create") item.append(el("span", { text: after }));
+      else if (r.action === "delete") item.append(el("del", { text: before }));
+      else item.append(el("del", { text: before }), el("span", { text: " \u2192 " }), el("ins", { text: after }));
+      list.append(item);
+    }
+    const cascade = r.cascade || [];
+    if (cascade.length) {
+      const counts = {};
+      for (const t of cascade) counts[t.kind] = (counts[t.kind] || 0) + 1;
+      list.append(el("li", { class: "hint", text: "with it: " + Object.entries(counts).map(([kind, n]) => n + " " + kind + (n === 1 ? "" : "s")).join(", ") }));
+    }
+    if (!list.children.length) list.append(el("li", { class: "hint", text: "no field changed" }));
+    return list;
+  }
+
+  // A filter button: an id in the log that, pressed, shows only the records about it.
+  function filterButton(name, value, label, text) {
+    return el("button", { type: "button", class: "link", "aria-label": label, onclick: () => {
+      $("audit-" + name).value = value;
+      readAuditFilters();
+      loadAudit(0).catch(report);
+    } }, el("span", { text }));
+  }
+
+  async function loadAudit(offset) {
+    const { data, headers } = await api("GET", auditURL(offset));
+    state.auditOffset = offset;
+    const total = Number(headers.get("X-Total-Count") || data.length);
+    const names = new Map(state.users.map((u) => [u.id, u.name]));
+    if (state.me) names.set(state.me.user.id, state.me.user.name);
+    const rows = data.map((r) => {
+      const actor = el("td", { class: "id-cell" });
+      if (r.actor_key_id) actor.append(filterButton("actor", r.actor_key_id, "Show the records made with key " + r.actor_key_id, "key " + r.actor_key_id));
+      if (r.actor_user_id) {
+        const who = names.get(r.actor_user_id);
+        actor.append(filterButton("actor", r.actor_user_id, "Show the records made by user " + (who || r.actor_user_id),
+          "user " + (who ? who + " (" + r.actor_user_id + ")" : r.actor_user_id)));
+      }
+      if (!actor.children.length) actor.append(el("span", { class: "hint", text: "no API caller (bootstrap, CLI)" }));
+      return el("tr", {},
+        el("td", { text: formatTime(r.time, true) }),
+        actor,
+        el("td", { text: r.action }),
+        el("td", { class: "id-cell" }, filterButton("target", r.target_id, "Show the records of " + r.target_kind + " " + r.target_id, r.target_kind + " " + r.target_id)),
+        el("td", { class: "changes-cell" }, auditChanges(r)),
+        el("td", { class: "id-cell", text: r.request_id || "" }));
+    });
+    if (rows.length === 0) {
+      const filtered = Object.values(state.audit).some((v) => v);
+      rows.push(el("tr", {}, el("td", { colspan: "6", class: "empty", text: filtered ? "No audit record matches these filters." : "No audit records yet." })));
+    }
+    $("audit-rows").replaceChildren(...rows);
+    const shown = data.length;
+    $("audit-count").textContent = total === 0 ? "0 records" :
+      (shown === 0 ? "none of " + total : (offset + 1) + "\u2013" + (offset + shown) + " of " + total) + (total === 1 ? " record" : " records");
+    $("audit-next").disabled = offset + shown >= total || shown === 0;
+    $("audit-prev").disabled = offset === 0;
+  }
+
+  // readAuditFilters takes the filter fields into the state: times as Unix seconds.
+  function readAuditFilters() {
+    const since = fromLocalInput($("audit-since").value), until = fromLocalInput($("audit-until").value);
+    state.audit = {
+      target: $("audit-target").value.trim(),
+      actor: $("audit-actor").value.trim(),
+      action: $("audit-action").value,
+      since: since === null ? "" : String(since),
+      until: until === null ? "" : String(until),
+    };
+  }
+
+  $("audit-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    showPageError("");
+    readAuditFilters();
+    loadAudit(0).catch(report);
+  });
+  $("audit-clear").addEventListener("click", () => {
+    $("audit-form").reset();
+    showPageError("");
+    readAuditFilters();
+    loadAudit(0).catch(report);
+  });
+  $("audit-next").addEventListener("click", () => loadAudit(state.auditOffset + AUDIT_PAGE_SIZE).catch(report));
+  $("audit-prev").addEventListener("click", () => loadAudit(Math.max(0, state.auditOffset - AUDIT_PAGE_SIZE)).catch(report));
 
   // ---- Start --------------------------------------------------------------------------------
 

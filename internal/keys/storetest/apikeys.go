@@ -30,7 +30,7 @@ var keyTests = []test{
 		want := keys.APIKey{
 			ID: id, Name: "Reader", Description: "reads", UserID: a.admin.ID, AuthorityID: a.domain.ID,
 			Scopes: []string{"zones", "zones.read"}, Permissions: keys.PermissionUser, ExpiresAt: &exp,
-			CreatedAt: k.CreatedAt, UpdatedAt: k.CreatedAt,
+			CreatedAt: k.CreatedAt, UpdatedAt: k.CreatedAt, AllowedCIDRs: []string{},
 		}
 		if diff := cmp.Diff(&want, k); diff != "" || k.CreatedAt <= 0 {
 			t.Errorf("created key (-want +got):\n%s", diff)

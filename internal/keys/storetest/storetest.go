@@ -23,8 +23,8 @@ type Open func(t *testing.T) keys.Service
 // Subtests are grouped by concern: Domains, Users, Keys (every operation, its validation and
 // its error codes), Uniqueness (hosts, key names per domain, also under concurrency),
 // Pagination, Cascades (deletes and the Authenticate after them), Concurrency (concurrent
-// patches of different fields lose nothing; a write that keeps losing is ECONFLICT) and
-// Authenticate.
+// patches of different fields lose nothing; a write that keeps losing is ECONFLICT),
+// Authenticate, Import (ids and hashes kept, all or nothing, idempotent) and Rotation.
 //
 // One subtest (Concurrency/ConflictIsRetriedThenECONFLICT) writes to a record from inside a
 // ModifyDomain of it, which a store with optimistic concurrency (Badger, etcd) allows; a store
@@ -42,6 +42,10 @@ func Run(t *testing.T, open Open) {
 		{"Cascades", cascadeTests},
 		{"Concurrency", concurrencyTests},
 		{"Authenticate", authenticateTests},
+		{"Import", importTests},
+		{"Rotation", rotationTests},
+		{"Limits", limitTests},
+		{"Audit", auditTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
