@@ -38,6 +38,12 @@ type fixture struct {
 // normal API and n-2 fleet keys (scopes systems.read) through the bulk importer, keeping about
 // sampleN of their plaintexts.
 func makeStore(ctx context.Context, dir string, n, sampleN int) (*fixture, error) {
+	return makeStoreWith(ctx, dir, n, sampleN, nil)
+}
+
+// makeStoreWith is makeStore with decorate, if not nil, applied to each fleet key before it is
+// stored (the limits mode gives them an allow-list and a rate limit).
+func makeStoreWith(ctx context.Context, dir string, n, sampleN int, decorate func(*keys.APIKey)) (*fixture, error) {
 	s, err := badgerstore.Open(dir)
 	if err != nil {
 		return nil, err
@@ -64,6 +70,9 @@ func makeStore(ctx context.Context, dir string, n, sampleN int) (*fixture, error
 			}
 			k := keys.APIKey{ID: id, Name: fmt.Sprintf("fleet-%07d", i), UserID: fleet.ID,
 				Scopes: []string{"systems.read"}, CreatedAt: time.Now().Unix(), UpdatedAt: time.Now().Unix()}
+			if decorate != nil {
+				decorate(&k)
+			}
 			if !yield(keys.BulkKey{Key: k, Hash: hash}) {
 				return
 			}

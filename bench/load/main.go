@@ -55,7 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg config
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.mode, "mode", "compare", "compare (keyauthz against opa run --server), million (1M keys: memory, start-up, latency) or etcd (a node on etcd against one on Badger: cache hit and miss)")
+	fs.StringVar(&cfg.mode, "mode", "compare", "compare (keyauthz against opa run --server), million (1M keys: memory, start-up, latency) etcd (a node on etcd against one on Badger: cache hit and miss) or limits (keys with an IP allow-list and a rate limit against keys without)")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "load time per server (split into -rounds, alternating A B A B)")
 	fs.DurationVar(&cfg.warmup, "warmup", 2*time.Second, "unmeasured load on each server before the first round")
 	fs.IntVar(&cfg.conns, "conns", 16, "concurrent keep-alive connections (one worker each)")
@@ -117,15 +117,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if report["million"], err = h.million(ctx, 1000); err != nil {
 			return err
 		}
-		report["etcd"], err = h.etcdVsBadger(ctx)
+		if report["etcd"], err = h.etcdVsBadger(ctx); err != nil {
+			return err
+		}
+		report["limits"], err = h.limitsOnOff(ctx)
 	case cfg.mode == "compare":
 		report["compare"], err = h.compare(ctx)
 	case cfg.mode == "million":
 		report["million"], err = h.million(ctx, cmpOr(cfg.keys, 1_000_000))
 	case cfg.mode == "etcd":
 		report["etcd"], err = h.etcdVsBadger(ctx)
+	case cfg.mode == "limits":
+		report["limits"], err = h.limitsOnOff(ctx)
 	default:
-		err = fmt.Errorf("-mode %q: want compare, million or etcd", cfg.mode)
+		err = fmt.Errorf("-mode %q: want compare, million, etcd or limits", cfg.mode)
 	}
 	if err != nil {
 		return err

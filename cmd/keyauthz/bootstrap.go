@@ -110,9 +110,13 @@ func bootstrap(ctx context.Context, store keys.Service, cfg Config, logger *slog
 	host, _ := keys.NormalizeHost(cfg.BootstrapDomain)
 	d := &keys.Domain{Name: host, Domain: host, Description: "created by keyauthz on first start"}
 	u := &keys.User{Name: "admin", Email: "admin@" + host, SysAdmin: true, Support: true}
+	// The bootstrap key has the top level, admin_support, like its user: the minting cap lets
+	// no key grant a level above its own, so a bootstrap key of admin level would leave no way
+	// to create (or import from PlaceOS) an admin_support user or key. No route of the table
+	// needs more than admin, so this widens nothing a request can do (docs/operations.md).
 	k := &keys.APIKey{
 		Name: "bootstrap", Description: "admin key created on first start",
-		Scopes: []string{"public"}, Permissions: keys.PermissionAdmin,
+		Scopes: []string{"public"}, Permissions: keys.PermissionAdminSupport,
 	}
 	if b, ok := store.(Bootstrapper); ok {
 		plaintext, created, err := b.Bootstrap(ctx, d, u, k)

@@ -321,7 +321,7 @@ func TestMintingCap(t *testing.T) {
 			"cannot grant scope systems: the calling key does not hold it"},
 		{"mint guest without public", "POST", opsKey, keysPath, newKey(panelUser, "user", "guest"),
 			"cannot grant scope guest: the calling key does not hold it"},
-		{"mint above its level", "POST", w.AdminKey, keysPath, newKey(bossUser, "admin_support", "systems.read"),
+		{"mint above its level", "POST", opsKey, keysPath, newKey(bossUser, "admin_support", "api_keys.read"),
 			"cannot grant permissions admin_support: above the calling key's admin"},
 		{"widen its own scopes", "PATCH", opsKey, keysPath + "/" + ops.ID, map[string]any{"scopes": []string{"api_keys", "public"}},
 			"cannot grant scope public: the calling key does not hold it"},
@@ -333,7 +333,7 @@ func TestMintingCap(t *testing.T) {
 			"cannot change key " + bootstrapID + ": it holds scope public, which the calling key does not hold"},
 		{"narrow a stronger key", "PATCH", opsKey, keysPath + "/" + bootstrapID, map[string]any{"scopes": []string{}},
 			"cannot change key " + bootstrapID + ": it holds scope public, which the calling key does not hold"},
-		{"raise a key above its level", "PATCH", w.AdminKey, keysPath + "/" + panel.ID, map[string]any{"permissions": "admin_support"},
+		{"raise its own key above its level", "PATCH", opsKey, keysPath + "/" + ops.ID, map[string]any{"permissions": "admin_support"},
 			"cannot grant permissions admin_support: above the calling key's admin"},
 		{"a confined key mints an unconfined one", "POST", loopbackKey, keysPath, confined(),
 			"cannot grant a key usable from any network: the calling key is allowed only from 127.0.0.0/8, ::1/128"},
@@ -583,7 +583,7 @@ func TestDeletesAndUsersAreCapped(t *testing.T) {
 			"cannot give a user level admin_support: above the calling key's admin"},
 		{"delete a user with a stronger key", "DELETE", usersAdmin, usersPath + strongUser, nil,
 			"cannot delete user " + strongUser + " with key " + strongKey.ID + ": it holds scope public, which the calling key does not hold"},
-		{"the bootstrap key demotes its own admin_support user", "PATCH", w.AdminKey, usersPath + bootUser, map[string]any{"support": false},
+		{"a public admin demotes the admin_support user", "PATCH", publicAdmin, usersPath + bootUser, map[string]any{"support": false},
 			"cannot change user " + bootUser + ": its level admin_support is above the calling key's admin"},
 		// Deleting a domain deletes its users and their keys: the bootstrap domain holds the
 		// admin_support bootstrap user and its public key.
@@ -632,6 +632,9 @@ func TestLifetimeCap(t *testing.T) {
 	opsUser := w.createUser(t, "Temp Ops", true)
 	exp := time.Now().Add(time.Hour).Unix()
 	temp := w.createKey(t, map[string]any{"name": "temp", "user_id": opsUser, "permissions": "admin", "scopes": []string{"public"}, "expires_at": exp})
+	// A permanent key otherwise within the temporary key's rights (the bootstrap key is above
+	// them: admin_support).
+	permanentID := w.createKey(t, map[string]any{"name": "permanent", "user_id": opsUser, "permissions": "admin", "scopes": []string{"public"}}).ID
 	tempKey := *temp.XAPIKey
 	outlives := fmt.Sprintf("cannot grant a key that outlives the calling key (it expires at %d)", exp)
 	mint := func(name string, expiresAt any) map[string]any {
@@ -652,10 +655,12 @@ func TestLifetimeCap(t *testing.T) {
 		{"mint a permanent key", "POST", keysPath, mint("forever", "absent"), outlives},
 		{"mint a permanent key with null", "POST", keysPath, mint("forever", nil), outlives},
 		{"mint a key that outlives it", "POST", keysPath, mint("longer", exp+1), outlives},
-		{"rename a permanent key", "PATCH", keysPath + "/" + bootstrapID, map[string]any{"name": "mine"},
-			fmt.Sprintf("cannot change key %s: it outlives the calling key, which expires at %d", bootstrapID, exp)},
-		{"delete a permanent key", "DELETE", keysPath + "/" + bootstrapID, nil,
-			fmt.Sprintf("cannot delete key %s: it outlives the calling key, which expires at %d", bootstrapID, exp)},
+		{"rename a permanent key", "PATCH", keysPath + "/" + permanentID, map[string]any{"name": "mine"},
+			fmt.Sprintf("cannot change key %s: it outlives the calling key, which expires at %d", permanentID, exp)},
+		{"delete a permanent key", "DELETE", keysPath + "/" + permanentID, nil,
+			fmt.Sprintf("cannot delete key %s: it outlives the calling key, which expires at %d", permanentID, exp)},
+		{"delete the bootstrap key", "DELETE", keysPath + "/" + bootstrapID, nil,
+			fmt.Sprintf("cannot delete key %s: its permissions admin_support are above the calling key's admin", bootstrapID)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -59,6 +59,9 @@ type Config struct {
 	// docs/audit.md#retention); 0 keeps every record.
 	AuditRetentionCount int
 	AuditRetentionAge   time.Duration
+	// DebugAddr, when set, is a loopback address serving Go's runtime profiles (debug.go,
+	// docs/operations.md#profiling); empty (the default) serves none.
+	DebugAddr string
 }
 
 // DefaultConfig is the embedded default: loopback, ./data, the built-in policy.
@@ -118,6 +121,7 @@ func declareServeFlags(fs *flag.FlagSet) *Config {
 	fs.StringVar(&cfg.Etcd.User, "etcd-user", "", "etcd user name (cluster mode; with --etcd-password-file)")
 	fs.StringVar(&cfg.Etcd.PasswordFile, "etcd-password-file", "", "file holding the password of --etcd-user (never give a password on the command line)")
 	declareAuditFlags(fs, &cfg) // auditcmd.go
+	fs.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve Go's runtime profiles (/debug/pprof/) on this loopback host:port, a listener of its own; default: off")
 	fs.BoolVar(&cfg.Check, "check", false, "validate the configuration and the policy, then exit")
 	return &cfg
 }
@@ -157,6 +161,9 @@ func (cfg Config) Validate() []error {
 	}
 	errs = append(errs, cfg.validateStore()...)
 	errs = append(errs, cfg.validateAudit()...)
+	if err := validateDebugAddr(cfg.DebugAddr); err != nil {
+		errs = append(errs, err)
+	}
 	return errs
 }
 
@@ -277,6 +284,12 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	stopDebug, err := startDebug(cfg.DebugAddr, logger) // debug.go
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	defer stopDebug()
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -125,7 +125,11 @@ func checkImportGrant(caller *keys.Caller, b *keys.ImportBatch) error {
 		rows  int
 	}{{"domains.write", len(b.Domains)}, {"users.write", len(b.Users)}} {
 		if need.rows > 0 && !keys.ScopesCover(held, need.scope) {
-			return keys.Errorf(keys.EFORBIDDEN, "cannot import %d rows that need scope %s: the calling key does not hold it", need.rows, need.scope)
+			rows := "rows that need"
+			if need.rows == 1 {
+				rows = "row that needs"
+			}
+			return keys.Errorf(keys.EFORBIDDEN, "cannot import %d %s scope %s: the calling key does not hold it", need.rows, rows, need.scope)
 		}
 	}
 	for i := range b.Users {

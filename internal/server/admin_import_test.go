@@ -68,7 +68,7 @@ func TestImportHTTP(t *testing.T) {
 		{"bad row", f.Admin, "", "application/x-ndjson", export + "{\"table\":\"user\"}\n", http.StatusUnprocessableEntity, "validation failed"},
 		{"not an admin route for a kiosk", f.Kiosk, "", "application/x-ndjson", export, http.StatusForbidden, ""},
 		{"authority rows need domains.write", keysOnly, "", "application/x-ndjson", export, http.StatusForbidden,
-			"cannot import 1 rows that need scope domains.write: the calling key does not hold it"},
+			"cannot import 1 row that needs scope domains.write: the calling key does not hold it"},
 		{"the minting cap", noPublic, "", "application/x-ndjson", export, http.StatusForbidden,
 			"key " + id + " (line 3): cannot grant scope public.read: the calling key does not hold it"},
 	}

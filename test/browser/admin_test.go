@@ -510,12 +510,14 @@ func TestKeyPaging(t *testing.T) {
 	b.shot("search")
 }
 
+// focusedName is the focused control's name: its aria-label, its label or its text.
+const focusedName = `(() => { const e = document.activeElement; if (!e) return "";
+	const l = e.getAttribute("aria-label") || (e.labels && e.labels.length ? e.labels[0].innerText : "") || e.innerText || "";
+	return l.trim(); })()`
+
 // tabTo presses Tab until the focused control's name (aria-label, label or text) is name.
 func (b *browser) tabTo(name string) {
 	b.t.Helper()
-	const focusedName = `(() => { const e = document.activeElement; if (!e) return "";
-		const l = e.getAttribute("aria-label") || (e.labels && e.labels.length ? e.labels[0].innerText : "") || e.innerText || "";
-		return l.trim(); })()`
 	for range 80 {
 		if eval[string](b, focusedName) == name {
 			return

@@ -382,11 +382,13 @@ func (b *browser) pageHolds(s string) bool {
 const sessionLeftovers = `(() => {
 	const problems = [];
 	const id = (x) => document.getElementById(x);
-	for (const x of ["keys-rows", "users-rows", "domains-rows", "audit-rows", "domain-select", "users-domain-select", "key-user", "key-scopes"]) {
+	for (const x of ["keys-rows", "users-rows", "domains-rows", "audit-rows", "domain-select", "users-domain-select", "key-user", "key-scopes",
+		"import-counts-rows", "import-records-rows", "import-failures-rows"]) {
 		if (id(x).children.length) problems.push("#" + x + " has " + id(x).children.length + " children");
 	}
 	for (const x of ["keys-count", "users-count", "domains-count", "audit-count", "session-who", "created-title", "created-note", "confirm-title",
-		"confirm-text", "rotate-text", "key-scopes-extra", "page-status", "page-error"]) {
+		"confirm-text", "rotate-text", "key-scopes-extra", "page-status", "page-error", "import-status", "import-report-title", "import-bad-title",
+		"import-form-error"]) {
 		if (id(x).textContent !== "") problems.push("#" + x + " says " + JSON.stringify(id(x).textContent));
 	}
 	for (const e of document.querySelectorAll("input, textarea")) {
@@ -401,7 +403,7 @@ const sessionLeftovers = `(() => {
 	for (const x of ["key-dialog-title", "user-dialog-title", "domain-dialog-title", "rotate-dialog-title"]) {
 		if (!/^(Add (API key|user|domain)|Rotate API key)$/.test(id(x).textContent)) problems.push("#" + x + " says " + JSON.stringify(id(x).textContent));
 	}
-	for (const x of ["keys-view", "users-view", "domains-view", "audit-view", "nav"]) {
+	for (const x of ["keys-view", "users-view", "domains-view", "audit-view", "import-view", "import-report", "import-bad", "nav"]) {
 		if (!id(x).hidden) problems.push("#" + x + " is shown");
 	}
 	return problems;

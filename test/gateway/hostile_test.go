@@ -121,8 +121,9 @@ func startHostileStack(tb testing.TB) *hostileStack {
 	s := &hostileStack{k: startKeyauthz(tb), backend: startGatedBackend(tb)}
 	s.nginx = strings.TrimPrefix(startNginx(tb, s.k.Addr, s.backend.URL), "http://")
 	s.user = createKeyFor(tb, s.k, "localhost", "public-user", false, "user", []string{"public"})
-	id, _, _ := strings.Cut(s.k.AdminKey, ".")
-	s.admin = createdKey{ID: id, Key: s.k.AdminKey}
+	// An admin key like the one an operator makes (the bootstrap key is admin_support, the level
+	// a forged X-Auth-Permissions claims, so it could not show a forgery).
+	s.admin = createKeyFor(tb, s.k, "localhost", "admin-a", true, "admin", []string{"public"})
 	var dom struct {
 		ID string `json:"id"`
 	}

@@ -11,7 +11,7 @@
   const DOMAIN_STORAGE = "keyauthz.domain";
   const PAGE_SIZE = 20;
   const AUDIT_PAGE_SIZE = 25;
-  const VIEWS = ["keys", "users", "domains", "audit"];
+  const VIEWS = ["keys", "users", "domains", "audit", "import"];
   // Permission levels, lowest first (docs/keys.md).
   const LEVELS = ["user", "support", "admin", "admin_support"];
 
@@ -47,12 +47,23 @@
 
   // ---- API ----------------------------------------------------------------------------------
 
-  // ApiError is an answer other than 2xx: its status, message and 422 failures.
+  // ApiError is an answer other than 2xx: its status, message, 422 failures and whole body
+  // (an import's 409 carries its report).
   class ApiError extends Error {
     constructor(status, body) {
       super((body && body.error) || "HTTP " + status);
       this.status = status;
       this.failures = (body && Array.isArray(body.failures)) ? body.failures : [];
+      this.body = body;
+    }
+  }
+
+  // RawBody is a request body sent as it is, with its own Content-Type (an import's file),
+  // where every other body is JSON.
+  class RawBody {
+    constructor(data, type) {
+      this.data = data;
+      this.type = type;
     }
   }
 
@@ -77,7 +88,10 @@
     const mine = session;
     const headers = { "X-API-Key": key === undefined ? storedKey() : key, "Accept": "application/json" };
     const init = { method, headers, credentials: "omit", cache: "no-store", referrerPolicy: "no-referrer", signal: sessionAbort.signal };
-    if (body !== undefined) {
+    if (body instanceof RawBody) {
+      headers["Content-Type"] = body.type;
+      init.body = body.data;
+    } else if (body !== undefined) {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
@@ -233,12 +247,20 @@
 
   // confirmDelete asks before deleting; run does the delete and may throw an ApiError.
   function confirmDelete(title, text, opener, run) {
+    confirmAction(title, text, "Delete", "danger", opener, run);
+  }
+
+  // confirmAction asks before an action: Cancel focused, the action's button (label, class)
+  // runs it; an ApiError run throws is shown in the confirmation.
+  function confirmAction(title, text, label, kind, opener, run) {
     const d = $("confirm-dialog");
     $("confirm-title").textContent = title;
     $("confirm-text").textContent = text;
     $("confirm-error").hidden = true;
     const ok = $("confirm-ok");
     const fresh = ok.cloneNode(true); // drop the previous confirmation's listener
+    fresh.textContent = label;
+    fresh.className = kind;
     ok.replaceWith(fresh);
     fresh.addEventListener("click", async () => {
       fresh.disabled = true;
@@ -328,7 +350,11 @@
     document.querySelectorAll("dialog[open]").forEach((d) => d.close());
     document.querySelectorAll("dialog").forEach((d) => { d.returnFocusTo = null; });
     document.querySelectorAll("form").forEach((f) => f.reset());
-    for (const prefix of ["key", "user", "domain", "rotate"]) clearFormErrors(prefix);
+    for (const prefix of ["key", "user", "domain", "rotate", "import"]) clearFormErrors(prefix);
+    clearImportReport();
+    importBusy = false; // the request of the ended session is aborted; its answer is ignored
+    $("import-dry-run").disabled = false;
+    $("import-run").disabled = false;
     for (const id of ["keys-rows", "users-rows", "domains-rows", "audit-rows", "domain-select", "users-domain-select", "key-scopes", "key-user"]) {
       $(id).replaceChildren();
     }
@@ -1062,6 +1088,189 @@
   });
   $("audit-next").addEventListener("click", () => loadAudit(state.auditOffset + AUDIT_PAGE_SIZE).catch(report));
   $("audit-prev").addEventListener("click", () => loadAudit(Math.max(0, state.auditOffset - AUDIT_PAGE_SIZE)).catch(report));
+
+  // ---- Import from PlaceOS ------------------------------------------------------------------
+
+  // The PlaceOS import (POST /import/placeos, docs/import.md): the chosen file is posted as it
+  // is, as CSV or JSON lines, and the report shown: counts and every row's outcome (200, or a
+  // 409's conflicts), the bad rows by line (422), or what the key may not import (403).
+  const IMPORT_MAX_BYTES = 1 << 20; // the API's limit on a request body
+  let importBusy = false;
+  let importShown = null; // {file, result} of the report shown, to recall a dry run's counts
+
+  // importMediaType is the file's Content-Type, as the CLI chooses it: by its name's ending,
+  // else JSON lines if its first character (after a BOM and blanks) is "{", else CSV.
+  async function importMediaType(file) {
+    const name = file.name.toLowerCase();
+    if (name.endsWith(".csv")) return "text/csv";
+    if (name.endsWith(".jsonl") || name.endsWith(".ndjson") || name.endsWith(".json")) return "application/x-ndjson";
+    const head = (await file.slice(0, 4096).text()).replace(/^\uFEFF/, "").trimStart();
+    return head.startsWith("{") ? "application/x-ndjson" : "text/csv";
+  }
+
+  function clearImportReport() {
+    importShown = null;
+    for (const id of ["import-counts-rows", "import-records-rows", "import-failures-rows"]) $(id).replaceChildren();
+    for (const id of ["import-report-title", "import-bad-title", "import-status"]) $(id).textContent = "";
+    $("import-report").hidden = true;
+    $("import-bad").hidden = true;
+  }
+
+  // countsText is "1 domain, 2 users, 0 keys".
+  function countsText(c) {
+    const n = (x, one, many) => x + " " + (x === 1 ? one : many);
+    return n(c.domains, "domain", "domains") + ", " + n(c.users, "user", "users") + ", " + n(c.keys, "key", "keys");
+  }
+
+  // showImportReport shows an import's report: the counts by outcome and every row of the file.
+  function showImportReport(file, r, refused) {
+    importShown = { file, result: r };
+    const conflicts = r.conflicts ? r.conflicts.domains + r.conflicts.users + r.conflicts.keys : 0;
+    const title = r.dry_run && conflicts > 0 ? "Dry run of " + file.name + ": " + conflicts +
+        (conflicts === 1 ? " conflict" : " conflicts") + ", so the import would be refused (nothing was written)" :
+      r.dry_run ? "Dry run of " + file.name + ": nothing was written" :
+      refused ? "Import of " + file.name + " refused: nothing was imported" :
+      r.imported ? "Imported " + file.name : "Import of " + file.name + ": nothing new to write";
+    $("import-report-title").textContent = title;
+    const c = (x) => x || { domains: 0, users: 0, keys: 0 };
+    const rows = [
+      [r.dry_run ? "would be created" : refused ? "to create" : "created", c(r.created)],
+      ["unchanged", c(r.unchanged)],
+      ["conflicts", c(r.conflicts)],
+    ].map(([label, n]) => el("tr", {},
+      el("th", { scope: "row", text: label }),
+      el("td", { text: String(n.domains) }), el("td", { text: String(n.users) }), el("td", { text: String(n.keys) })));
+    $("import-counts-rows").replaceChildren(...rows);
+    const kinds = { domain: "domain", user: "user", key: "API key" };
+    const outcome = { create: r.dry_run || refused ? "would be created" : "created", unchanged: "unchanged", conflict: "conflict" };
+    const records = (r.records || []).map((x) => el("tr", { class: "outcome-" + x.action },
+      el("td", { text: String(x.line) }),
+      el("td", { text: kinds[x.kind] || x.kind }),
+      el("td", { class: "id-cell", text: x.id }),
+      el("td", { text: outcome[x.action] || x.action }),
+      el("td", { text: x.reason || "" })));
+    if (records.length === 0) records.push(el("tr", {}, el("td", { colspan: "5", class: "empty", text: "The file holds no rows." })));
+    $("import-records-rows").replaceChildren(...records);
+    $("import-report").hidden = false;
+    const summary = "created " + countsText(c(r.created)) + "; unchanged " + countsText(c(r.unchanged)) +
+      "; conflicts " + countsText(c(r.conflicts)) + ".";
+    // A refused import is said by the alert at the top of the form.
+    if (!refused) setImportStatus(title + ". " + (r.dry_run ? "The import would have " : "") + summary);
+  }
+
+  // setImportStatus says the outcome in the import's live region, for screen readers: the
+  // report shows it on the page.
+  function setImportStatus(message) {
+    $("import-status").textContent = message;
+  }
+
+  // showImportFailures lists a 422's bad rows by line beside the file field.
+  function showImportFailures(file, err) {
+    const rows = err.failures.map((f) => {
+      const line = String(f.field).replace(/^line /, "");
+      return el("tr", {}, el("td", { text: line }), el("td", { text: f.reason }));
+    });
+    $("import-failures-rows").replaceChildren(...rows);
+    const n = err.failures.length;
+    const text = file.name + " has " + n + (n === 1 ? " bad row" : " bad rows") + ", listed below: nothing was imported.";
+    $("import-bad-title").textContent = "Bad rows in " + file.name;
+    $("import-bad").hidden = false;
+    $("import-file-error").textContent = text;
+    $("import-file").setAttribute("aria-invalid", "true"); // the message beside it is an alert
+  }
+
+  // runImport posts the chosen file (a dry run or the import) and shows what the API said. It
+  // throws only what ends the session (a 401, a stale answer).
+  async function runImport(file, dryRun) {
+    const type = await importMediaType(file);
+    let data, err = null;
+    try {
+      ({ data } = await api("POST", "/import/placeos" + (dryRun ? "?dry_run=true" : ""), new RawBody(file, type)));
+    } catch (e) {
+      if (e.stale || e.status === 401) throw e;
+      err = e;
+    }
+    clearFormErrors("import");
+    clearImportReport();
+    if (!err) {
+      showImportReport(file, data, false);
+      if (data.imported) await loadDomains(); // the pickers list the domains imported
+      return;
+    }
+    if (err.status === 422 && err.failures.length) {
+      showImportFailures(file, err);
+      return;
+    }
+    if (err.status === 409 && err.body && Array.isArray(err.body.records)) {
+      showImportReport(file, err.body, !dryRun);
+    }
+    // 403 (what the key may not import), 409 (conflicts, or too large), 413, 415, 5xx.
+    const top = $("import-form-error");
+    top.textContent = (dryRun ? "Dry run: " : "Import: ") + err.message;
+    top.hidden = false;
+  }
+
+  // importFile is the file chosen, or null with the reason beside the field.
+  function importFile() {
+    clearFormErrors("import");
+    const file = $("import-file").files[0];
+    let problem = "";
+    if (!file) problem = "Choose a PlaceOS export first.";
+    else if (file.size > IMPORT_MAX_BYTES) problem = file.name + " is larger than the 1 MiB the API takes in one import: split it (docs/import.md#limits).";
+    else if (file.size === 0) problem = file.name + " is empty.";
+    if (!problem) return file;
+    $("import-file-error").textContent = problem;
+    $("import-file").setAttribute("aria-invalid", "true");
+    $("import-file").focus();
+    return null;
+  }
+
+  // importing runs an import request with both buttons disabled, so that one press is one request.
+  async function importing(run) {
+    if (importBusy) return;
+    const mine = session;
+    importBusy = true;
+    $("import-dry-run").disabled = true;
+    $("import-run").disabled = true;
+    setImportStatus("Working\u2026");
+    try {
+      await run();
+    } finally {
+      if (mine === session) { // else signOut has put them back already
+        importBusy = false;
+        $("import-dry-run").disabled = false;
+        $("import-run").disabled = false;
+      }
+    }
+  }
+
+  // Dry run: the form's submit (Enter in the form runs the harmless one).
+  $("import-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const file = importFile();
+    if (!file) return;
+    importing(() => runImport(file, true)).catch(report);
+  });
+
+  // Import: asks first, saying what a dry run of this same file found, if one is shown.
+  $("import-run").addEventListener("click", (ev) => {
+    const file = importFile();
+    if (!file) return;
+    const seen = importShown && importShown.file === file && importShown.result.dry_run ? importShown.result : null;
+    const text = "The rows of " + file.name + " become domains, users and API keys with their PlaceOS ids, and its keys " +
+      "work at once. Everything is imported or nothing; rows already imported are left as they are." +
+      (seen ? " The dry run found to create: " + countsText(seen.created) + "; conflicts: " + countsText(seen.conflicts) + "." :
+        " No dry run of this file was made: Cancel and press Dry run to see what it would do.");
+    confirmAction("Import " + file.name + "?", text, "Import", "primary", ev.currentTarget, async () => {
+      await importing(() => runImport(file, false));
+    });
+  });
+
+  // A new file: the report of the previous one no longer describes it.
+  $("import-file").addEventListener("change", () => {
+    clearFormErrors("import");
+    clearImportReport();
+  });
 
   // ---- Start --------------------------------------------------------------------------------
 
