@@ -123,11 +123,13 @@ func missing(name string) string {
 // handleForwardAuth serves one forward-auth endpoint. Allow: 200 with the identity headers.
 // Deny: the decision's 401 or 403 with a JSON body naming what is missing, and the message in
 // X-Auth-Error (nginx's auth_request drops the body of a deny, but auth_request_set can read a
-// header and put it into nginx's own error page). Never a redirect.
-func (s *Server) handleForwardAuth(read readForwarded) gin.HandlerFunc {
+// header and put it into nginx's own error page). Never a redirect. endpoint names the
+// endpoint in metrics (Envoy's requests carry the client's path after it).
+func (s *Server) handleForwardAuth(endpoint string, read readForwarded) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		req, problem := read(c.Request)
 		if problem != "" {
+			s.metrics.refusals.WithLabelValues(endpoint, refusedMissingHeader).Inc()
 			forwardAuthError(c, problem)
 			return
 		}
@@ -165,10 +167,10 @@ func (s *Server) handleForwardAuth(read readForwarded) gin.HandlerFunc {
 // method, whatever it is.
 func (s *Server) forwardAuthAnyMethod() gin.HandlerFunc {
 	handlers := map[string]gin.HandlerFunc{
-		nginxAuthPath:     s.handleForwardAuth(nginxRequest),
-		traefikAuthPath:   s.handleForwardAuth(traefikRequest),
-		envoyAuthPath:     s.handleForwardAuth(envoyRequest),
-		forwardAuthPrefix: handleRetiredForwardAuth(),
+		nginxAuthPath:     s.handleForwardAuth(nginxAuthPath, nginxRequest),
+		traefikAuthPath:   s.handleForwardAuth(traefikAuthPath, traefikRequest),
+		envoyAuthPath:     s.handleForwardAuth(envoyAuthPath, envoyRequest),
+		forwardAuthPrefix: s.handleRetiredForwardAuth(),
 	}
 	return func(c *gin.Context) {
 		if h, ok := handlers[c.Request.URL.Path]; ok {
@@ -178,9 +180,13 @@ func (s *Server) forwardAuthAnyMethod() gin.HandlerFunc {
 	}
 }
 
-// handleRetiredForwardAuth answers /authz and every other path under it.
-func handleRetiredForwardAuth() gin.HandlerFunc {
-	return func(c *gin.Context) { forwardAuthError(c, msgRetired) }
+// handleRetiredForwardAuth answers /authz and every other path under it (counted under the
+// endpoint "/authz", whatever the path: a client's path must not make new series).
+func (s *Server) handleRetiredForwardAuth() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		s.metrics.refusals.WithLabelValues(forwardAuthPrefix, refusedRetired).Inc()
+		forwardAuthError(c, msgRetired)
+	}
 }
 
 // forwardAuthError is a deny that Go gives before any decision: 403 with the reason.

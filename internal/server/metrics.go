@@ -17,7 +17,17 @@ import (
 type metrics struct {
 	decisions *prometheus.CounterVec
 	latency   prometheus.Histogram
+	// refusals counts the forward-auth requests refused before any decision: a gateway that
+	// left out a header it must set, or one still pointed at the retired /authz. They are
+	// configuration faults, not clients' requests judged, so a dashboard shows them apart.
+	refusals *prometheus.CounterVec
 }
+
+// Reasons of keyauthz_gateway_refusals_total.
+const (
+	refusedMissingHeader = "missing_header"
+	refusedRetired       = "retired_endpoint"
+)
 
 // CacheStats returns a cache's lookups answered from memory and not.
 type CacheStats func() (hits, misses uint64)
@@ -28,13 +38,17 @@ func newMetrics(reg *prometheus.Registry, store keys.Service, revision func() st
 			Name: "keyauthz_decisions_total",
 			Help: "Authorization decisions, by result (allow or deny) and HTTP status.",
 		}, []string{"result", "status"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyauthz_gateway_refusals_total",
+			Help: "Forward-auth requests refused (403) before any decision, by endpoint and reason: missing_header (a header the gateway must set is missing, empty or doubled) or retired_endpoint (/authz).",
+		}, []string{"endpoint", "reason"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "keyauthz_decision_duration_seconds",
 			Help:    "Time to decide one request: credential extraction, key verification and policy evaluation.",
 			Buckets: []float64{5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1},
 		}),
 	}
-	reg.MustRegister(m.decisions, m.latency)
+	reg.MustRegister(m.decisions, m.latency, m.refusals)
 	if revision != nil {
 		reg.MustRegister(policyInfo{revision: revision})
 	}

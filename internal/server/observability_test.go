@@ -322,3 +322,43 @@ func TestDecisionCacheBoundedUnderFlood(t *testing.T) {
 	}
 	t.Logf("%d bytes of paths sent; the decision cache holds %d decisions, %d bytes (bound %d)", sent, n, used, bound)
 }
+
+// TestGatewayRefusalsCounted: forward-auth requests refused before any decision (a header the
+// gateway must set is missing, or the retired /authz) are counted apart, by endpoint and
+// reason, with the endpoint's name whatever path the request carried, and are no decisions.
+func TestGatewayRefusalsCounted(t *testing.T) {
+	f := newFixture(t)
+	for _, r := range []struct {
+		path   string
+		header map[string]string
+	}{
+		{"/authz/nginx", map[string]string{"X-Original-Method": "GET", "X-Original-Remote-Addr": "192.0.2.1"}}, // no X-Original-URI
+		{"/authz/nginx", map[string]string{"X-Original-URI": v2, "X-Original-Method": "GET"}},                  // no client address
+		{"/authz/traefik", map[string]string{"X-Forwarded-Method": "GET", "X-Forwarded-Uri": v2}},              // no X-Forwarded-Host
+		{"/authz", nil},
+		{"/authz/nginx2/any/path", nil},
+	} {
+		req := newRequest(t, "GET", f.URL+r.path, nil)
+		req.Host = "localhost"
+		for k, v := range r.header {
+			req.Header.Set(k, v)
+		}
+		if status, body, _ := send(t, req); status != http.StatusForbidden {
+			t.Fatalf("GET %s: %d %s, want 403", r.path, status, body)
+		}
+	}
+	_, body, _ := send(t, newRequest(t, "GET", f.URL+"/metrics", nil))
+	text := string(body)
+	for _, want := range []string{
+		`keyauthz_gateway_refusals_total{endpoint="/authz/nginx",reason="missing_header"} 2`,
+		`keyauthz_gateway_refusals_total{endpoint="/authz/traefik",reason="missing_header"} 1`,
+		`keyauthz_gateway_refusals_total{endpoint="/authz",reason="retired_endpoint"} 2`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if strings.Contains(text, `keyauthz_decisions_total{`) {
+		t.Error("a refusal before any decision was counted as a decision")
+	}
+}

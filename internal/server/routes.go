@@ -47,10 +47,10 @@ func (s *Server) routes() {
 	g.POST("/v1/data/keyauthz/allow", s.handleDataDecision(true))
 	// Forward auth, one endpoint per gateway style (forwardauth.go). ServeHTTP routes every
 	// other path under /authz, however spelt, to the retired /authz: a 403.
-	g.Any(nginxAuthPath, s.handleForwardAuth(nginxRequest))
-	g.Any(traefikAuthPath, s.handleForwardAuth(traefikRequest))
-	g.Any(envoyAuthPath, s.handleForwardAuth(envoyRequest))
-	g.Any(forwardAuthPrefix, handleRetiredForwardAuth())
+	g.Any(nginxAuthPath, s.handleForwardAuth(nginxAuthPath, nginxRequest))
+	g.Any(traefikAuthPath, s.handleForwardAuth(traefikAuthPath, traefikRequest))
+	g.Any(envoyAuthPath, s.handleForwardAuth(envoyAuthPath, envoyRequest))
+	g.Any(forwardAuthPrefix, s.handleRetiredForwardAuth())
 
 	// Operations.
 	g.GET("/health", s.handleHealth())
