@@ -2,6 +2,7 @@ package etcdstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os/exec"
@@ -312,3 +313,33 @@ func TestWriterAndWatcher(t *testing.T) {
 }
 
 var _ cache.Confirmer = (*etcdstore.Store)(nil)
+
+// TestAdminFailsFastWhileUnreachable: once the heartbeat has found etcd not answering, reads
+// and writes fail at once with ErrUnavailable (a 503) instead of waiting out the request
+// timeout: here the timeout is an hour, so a write that waited for etcd would never return
+// within the test. When etcd is back, the next heartbeat notices and writes go through again.
+func TestAdminFailsFastWhileUnreachable(t *testing.T) {
+	m := startEtcd(t)
+	s := open(t, m.client(t), etcdstore.WithPrefix("/fast/"), etcdstore.WithHeartbeat(100*time.Millisecond),
+		etcdstore.WithRequestTimeout(time.Hour))
+	ctx := t.Context()
+	if err := s.CreateDomain(ctx, &keys.Domain{Name: "Main", Domain: "example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	m.stop()
+	waitFor(t, "the heartbeat finds etcd unreachable", func() bool { return s.Unreachable() != nil })
+	if err := s.CreateDomain(ctx, &keys.Domain{Name: "Other", Domain: "other.example"}); !errors.Is(err, etcdstore.ErrUnavailable) {
+		t.Errorf("CreateDomain while unreachable: %v, want ErrUnavailable", err)
+	}
+	if _, err := s.ListDomains(ctx); !errors.Is(err, etcdstore.ErrUnavailable) {
+		t.Errorf("ListDomains while unreachable: %v, want ErrUnavailable", err)
+	}
+	m.restart(t)
+	waitFor(t, "the heartbeat finds etcd back", func() bool { return s.Unreachable() == nil })
+	if err := s.CreateDomain(ctx, &keys.Domain{Name: "Other", Domain: "other.example"}); err != nil {
+		t.Errorf("CreateDomain once etcd is back: %v", err)
+	}
+	if ds, err := s.ListDomains(ctx); err != nil || len(ds) != 2 {
+		t.Errorf("ListDomains once etcd is back: %d domains, %v; want 2", len(ds), err)
+	}
+}

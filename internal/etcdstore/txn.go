@@ -268,6 +268,9 @@ func (t *tx) commit() (ok bool, rev int64, err error) {
 // revocation or demotion committed before this write makes it fail its compare, and it is
 // re-run and judged again. Internal writes (bootstrap, usage) carry no caller.
 func (s *Store) update(ctx context.Context, fn func(*tx) error) error {
+	if err := s.Unreachable(); err != nil {
+		return err // fail at once, not after the request timeout (confirm.go)
+	}
 	caller := keys.CallerFrom(ctx)
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
@@ -299,10 +302,14 @@ func (s *Store) update(ctx context.Context, fn func(*tx) error) error {
 	}
 }
 
-// view runs fn on a snapshot.
+// view runs fn on a snapshot. While the last heartbeat found etcd not answering a read, view
+// and update fail at once with ErrUnavailable instead of waiting out the request timeout.
 func (s *Store) view(ctx context.Context, fn func(*tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if err := s.Unreachable(); err != nil {
+		return err // fail at once: the heartbeat notices within its interval when etcd is back
 	}
 	return s.wrap(ctx, fn(s.newTx(ctx)))
 }
