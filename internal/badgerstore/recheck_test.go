@@ -13,8 +13,8 @@ import (
 
 // TestWritesRecheckTheCaller: a write made for a caller re-reads the caller's key and user in
 // its transaction: it is refused, and writes nothing, once the key is deleted or expired, or
-// its scopes, permissions or expiry, or its user's flags, changed since the caller was read.
-// A change of anything else (a name, last_used_at) does not refuse it, and a write without a
+// its scopes, permissions, expiry or allow-list, or its user's flags, changed since the caller
+// was read. A change of anything else (a name, last_used_at, a rate limit) does not refuse it, and a write without a
 // caller is not rechecked.
 func TestWritesRecheckTheCaller(t *testing.T) {
 	var now atomic.Int64
@@ -85,6 +85,14 @@ func TestWritesRecheckTheCaller(t *testing.T) {
 			_, err := s.UpdateKey(ctx, k.ID, keys.KeyUpdate{ExpiresAt: keys.NullableInt64{Set: true}})
 			return err
 		}, keys.ErrCallerChanged},
+		{"key confined to a network", func(t *testing.T, k *keys.APIKey) error {
+			_, err := s.UpdateKey(ctx, k.ID, keys.KeyUpdate{AllowedCIDRs: keys.Some([]string{"192.0.2.0/24"})})
+			return err
+		}, keys.ErrCallerChanged},
+		{"key given a rate limit", func(t *testing.T, k *keys.APIKey) error {
+			_, err := s.UpdateKey(ctx, k.ID, keys.KeyUpdate{RateLimit: keys.Some(keys.RateLimit{Rate: 1, Burst: 1})})
+			return err
+		}, nil},
 		{"user demoted", func(t *testing.T, k *keys.APIKey) error {
 			_, err := s.ModifyUser(ctx, f.admin.ID, func(u *keys.User) error { u.SysAdmin = false; return nil })
 			return err

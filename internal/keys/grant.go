@@ -297,7 +297,7 @@ func (c *Caller) expiresAt() *int64 {
 }
 
 // ErrCallerChanged is the 409 of a write whose caller's key or user changed (scopes,
-// permissions, expires_at, sys_admin, support) after the request was authorized.
+// permissions, expires_at, allowed_cidrs, sys_admin, support) after the request was authorized.
 var ErrCallerChanged = &Error{Code: ECONFLICT, Message: "the calling key or its user changed during the request; try again"}
 
 // RecheckCaller is the rule every store applies inside a write transaction made for a caller
@@ -305,7 +305,8 @@ var ErrCallerChanged = &Error{Code: ECONFLICT, Message: "the calling key or its 
 // (ENOTFOUND when absent), and the write may go on only while the caller's key and user are as
 // they were when the request was authorized. It returns ErrUnknownKey if the key or its user is
 // gone, ErrExpiredKey if the key has expired at now, ErrCallerChanged if the key's scopes,
-// permissions, expires_at or user, or the user's sys_admin or support, differ; nil for a nil
+// permissions, expires_at, allowed_cidrs or user, or the user's sys_admin or support, differ
+// (each decides what the caller may do or mint); nil for a nil
 // caller or one without a key (a write keyauthz makes itself).
 func RecheckCaller(caller *Caller, now time.Time, getKey func(id string) (*APIKey, error), getUser func(id string) (*User, error)) error {
 	if caller == nil || caller.Key == nil {
@@ -330,6 +331,7 @@ func RecheckCaller(caller *Caller, now time.Time, getKey func(id string) (*APIKe
 	}
 	snap := caller.Key
 	if !slices.Equal(k.Scopes, snap.Scopes) || k.Permissions != snap.Permissions || !sameExpiry(k.ExpiresAt, snap.ExpiresAt) ||
+		!slices.Equal(k.AllowedCIDRs, snap.AllowedCIDRs) ||
 		k.UserID != snap.UserID || caller.User == nil || u.ID != caller.User.ID ||
 		u.SysAdmin != caller.User.SysAdmin || u.Support != caller.User.Support {
 		return ErrCallerChanged
