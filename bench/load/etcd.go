@@ -124,15 +124,7 @@ func (h *harness) etcdVsBadger(ctx context.Context) (map[string]any, error) {
 					t := &target{name: s.name, url: url, client: newClient(1), bodies: s.miss[(round-1)*part : round*part]}
 					st = driveOnce(ctx, t)
 				}
-				h.printf("round %d %-8s %-7s %9.0f decisions/s  p50 %7.1f µs  p99 %8.1f µs  errors %d\n", round, kind, s.name, st.PerSecond, st.P50Micros, st.P99Micros, st.Errors)
-				if st.firstError != "" {
-					h.printf("  first error: %s\n", st.firstError)
-				}
-				if total[s.name] == nil {
-					total[s.name] = st
-				} else {
-					total[s.name].merge(st)
-				}
+				h.tally(total, fmt.Sprintf("round %d %-8s %-7s", round, kind, s.name), s.name, st)
 			}
 		}
 		b, e := total["badger"], total["etcd"]

@@ -83,15 +83,7 @@ func (h *harness) limitsOnOff(ctx context.Context) (map[string]any, error) {
 					drive(ctx, t, h.cfg.conns, h.cfg.warmup)
 				}
 				st := drive(ctx, t, h.cfg.conns, per)
-				h.printf("round %d %-8s limits %-4s %9.0f decisions/s  p50 %7.1f µs  p99 %8.1f µs  errors %d\n", round, kind, s.name, st.PerSecond, st.P50Micros, st.P99Micros, st.Errors)
-				if st.firstError != "" {
-					h.printf("  first error: %s\n", st.firstError)
-				}
-				if total[s.name] == nil {
-					total[s.name] = st
-				} else {
-					total[s.name].merge(st)
-				}
+				h.tally(total, fmt.Sprintf("round %d %-8s limits %-4s", round, kind, s.name), s.name, st)
 			}
 		}
 		off, on := total["off"], total["on"]

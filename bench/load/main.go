@@ -450,3 +450,16 @@ func cmpOrS(a, b string) string {
 	}
 	return b
 }
+
+// tally prints one round's figures of one side after label and adds them to total[name].
+func (h *harness) tally(total map[string]*stats, label, name string, st *stats) {
+	h.printf("%s %9.0f decisions/s  p50 %7.1f µs  p99 %8.1f µs  errors %d\n", label, st.PerSecond, st.P50Micros, st.P99Micros, st.Errors)
+	if st.firstError != "" {
+		h.printf("  first error: %s\n", st.firstError)
+	}
+	if total[name] == nil {
+		total[name] = st
+	} else {
+		total[name].merge(st)
+	}
+}
