@@ -84,9 +84,6 @@ func TestStoreCachesBoundedInBytes(t *testing.T) {
 // many entries grows the live heap by no more than the bytes the cache accounts. (Memory, not
 // time: a GC before each reading makes it deterministic enough; the estimates have margin.)
 func TestEntryCostCoversMemory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fills the heap")
-	}
 	const n = 20_000
 	measure := func(t *testing.T, fill func() (accounted int64)) {
 		t.Helper()

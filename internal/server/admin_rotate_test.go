@@ -14,7 +14,6 @@ import (
 
 	"github.com/keyauthz/keyauthz/internal/badgerstore"
 	"github.com/keyauthz/keyauthz/internal/keys"
-	"github.com/keyauthz/keyauthz/internal/opa"
 	"github.com/keyauthz/keyauthz/internal/server"
 )
 
@@ -60,19 +59,7 @@ func newRotateFixture(t *testing.T) *rotateFixture {
 	// Whole seconds, so that expires_at (Unix seconds) lands exactly on an overlap's end.
 	clock := &fakeClock{now: time.Now().Truncate(time.Second)}
 	start := clock.Now()
-	store, err := badgerstore.Open(t.TempDir(), badgerstore.WithClock(clock.Now))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	b, err := opa.Builtin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng, err := opa.New(ctx, b, opa.Options{Timeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, eng := openStoreAndEngine(t, badgerstore.WithClock(clock.Now))
 	f := &rotateFixture{clock: clock, store: store, sinceStart: func() time.Duration { return clock.Now().Sub(start) }}
 	d := &keys.Domain{Name: "localhost", Domain: "localhost"}
 	if err := store.CreateDomain(ctx, d); err != nil {

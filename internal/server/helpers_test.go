@@ -36,22 +36,30 @@ type fixture struct {
 
 func newSyncBuffer() *testutil.SyncBuffer { return &testutil.SyncBuffer{} }
 
+// openStoreAndEngine opens a Badger store in a temp folder (closed when the test ends) and an
+// engine on the built-in policy: what every in-process server of these tests runs on.
+func openStoreAndEngine(tb testing.TB, opts ...badgerstore.Option) (*badgerstore.Store, *opa.Engine) {
+	tb.Helper()
+	store, err := badgerstore.Open(tb.TempDir(), opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = store.Close() })
+	b, err := opa.Builtin()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	eng, err := opa.New(tb.Context(), b, opa.Options{Timeout: 10 * time.Second})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return store, eng
+}
+
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := t.Context()
-	store, err := badgerstore.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	b, err := opa.Builtin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng, err := opa.New(ctx, b, opa.Options{Timeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, eng := openStoreAndEngine(t)
 	f := &fixture{Store: store, Debug: newSyncBuffer()}
 	f.Domain = &keys.Domain{Name: "localhost", Domain: "localhost"}
 	f.OtherDomain = &keys.Domain{Name: "other", Domain: "other.example"}
